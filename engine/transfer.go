@@ -209,13 +209,13 @@ type Stats struct {
 	Bucket    string
 	Key       string
 	State     State
-	Size      int64 // bytes the transfer covers
-	Done      int64 // bytes the receiver holds, including skipped ones
-	Skipped   int64 // bytes not sent because the far side already had them
-	Sent      int64 // payload bytes put on the wire, retransmissions included
-	Retrans   int64 // payload bytes sent more than once
-	Rate      float64       // current goodput, bits per second
-	Target    int64         // the current target rate, bits per second
+	Size      int64   // bytes the transfer covers
+	Done      int64   // bytes the receiver holds, including skipped ones
+	Skipped   int64   // bytes not sent because the far side already had them
+	Sent      int64   // payload bytes put on the wire, retransmissions included
+	Retrans   int64   // payload bytes sent more than once
+	Rate      float64 // current goodput, bits per second
+	Target    int64   // the current target rate, bits per second
 	Policy    Policy
 	RTT       time.Duration // smoothed round-trip time of the data path
 	Started   time.Time
