@@ -1,0 +1,304 @@
+// Package wire is the data channel's packet format: a short header that
+// travels in the clear but is authenticated, and a sealed body holding one
+// frame.
+//
+//	 0        1        2        3        4 ...        12 ...       20
+//	+--------+--------+--------+--------+-------------+------------+----------------+
+//	|version | type   | flags  | rsvd   | session id  | packet no. | sealed body... |
+//	+--------+--------+--------+--------+-------------+------------+----------------+
+//	                                      8 bytes       8 bytes
+//
+// The packet number is never reused under one key: each direction of a
+// session has its own key and its own counter, and the number is the AEAD
+// nonce. All integers are big-endian; variable-length ones in ack ranges use
+// the uvarint encoding of encoding/binary.
+//
+// Codecs follow one shape: Append(b []byte) []byte adds the encoding to b,
+// and ParseX(b []byte) (X, error) reads one, never retaining b except where
+// the doc says so, and never panicking on any input.
+package wire
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// Version is the protocol version in every header.
+const Version = 1
+
+// HeaderLen is the size of the header.
+const HeaderLen = 20
+
+// Type says what a packet's body holds.
+type Type uint8
+
+const (
+	// TypeHello, client to server: binds the client's UDP address to the
+	// session, and keeps NAT bindings alive. Body: Hello.
+	TypeHello Type = 1
+	// TypeHelloAck, server to client: the answer to a Hello. Body: Hello.
+	TypeHelloAck Type = 2
+	// TypeData carries bytes of one transfer. Body: Data.
+	TypeData Type = 3
+	// TypeAck reports the packets received and the path's queueing delay.
+	// Body: Ack.
+	TypeAck Type = 4
+	// TypeClose ends the session. Body: a UTF-8 reason.
+	TypeClose Type = 5
+)
+
+func (t Type) String() string {
+	switch t {
+	case TypeHello:
+		return "hello"
+	case TypeHelloAck:
+		return "hello-ack"
+	case TypeData:
+		return "data"
+	case TypeAck:
+		return "ack"
+	case TypeClose:
+		return "close"
+	}
+	return fmt.Sprintf("type(%d)", uint8(t))
+}
+
+// Flags in the header.
+const (
+	// FlagRetransmit marks a Data packet that resends bytes sent before.
+	FlagRetransmit = 1 << 0
+)
+
+// Errors from the parsers.
+var (
+	ErrShort   = errors.New("wire: packet too short")
+	ErrVersion = errors.New("wire: unknown protocol version")
+	ErrType    = errors.New("wire: unknown packet type")
+	ErrFormat  = errors.New("wire: malformed frame")
+)
+
+// Header is the cleartext, authenticated start of every packet.
+type Header struct {
+	Type    Type
+	Flags   uint8
+	Session uint64
+	Number  uint64 // the packet number: the nonce, and what acks refer to
+}
+
+// Append adds the header's HeaderLen bytes to b.
+func (h Header) Append(b []byte) []byte {
+	b = append(b, Version, byte(h.Type), h.Flags, 0)
+	b = binary.BigEndian.AppendUint64(b, h.Session)
+	return binary.BigEndian.AppendUint64(b, h.Number)
+}
+
+// ParseHeader reads the header at the start of b.
+func ParseHeader(b []byte) (Header, error) {
+	if len(b) < HeaderLen {
+		return Header{}, ErrShort
+	}
+	if b[0] != Version {
+		return Header{}, ErrVersion
+	}
+	h := Header{
+		Type:    Type(b[1]),
+		Flags:   b[2],
+		Session: binary.BigEndian.Uint64(b[4:12]),
+		Number:  binary.BigEndian.Uint64(b[12:20]),
+	}
+	if h.Type < TypeHello || h.Type > TypeClose {
+		return Header{}, ErrType
+	}
+	return h, nil
+}
+
+// PeekSession returns the session id of a packet without checking the rest
+// of the header, for demultiplexing; ok is false when b is too short.
+func PeekSession(b []byte) (id uint64, ok bool) {
+	if len(b) < HeaderLen {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(b[4:12]), true
+}
+
+// DataOverhead is the size of a Data frame without its payload.
+const DataOverhead = 4 + 8 + 8
+
+// Data is a span of one transfer's bytes.
+type Data struct {
+	Stream   uint32 // the transfer, as numbered by the control channel
+	Offset   int64  // where Payload starts in the object
+	SendTime int64  // sender's clock, microseconds since its session began
+	Payload  []byte // aliases the parsed buffer
+}
+
+// Append adds the frame to b.
+func (d Data) Append(b []byte) []byte {
+	b = binary.BigEndian.AppendUint32(b, d.Stream)
+	b = binary.BigEndian.AppendUint64(b, uint64(d.Offset))
+	b = binary.BigEndian.AppendUint64(b, uint64(d.SendTime))
+	return append(b, d.Payload...)
+}
+
+// ParseData reads a Data frame; Payload aliases b.
+func ParseData(b []byte) (Data, error) {
+	if len(b) < DataOverhead {
+		return Data{}, ErrShort
+	}
+	d := Data{
+		Stream:   binary.BigEndian.Uint32(b[0:4]),
+		Offset:   int64(binary.BigEndian.Uint64(b[4:12])),
+		SendTime: int64(binary.BigEndian.Uint64(b[12:20])),
+		Payload:  b[20:],
+	}
+	if d.Offset < 0 || d.Offset+int64(len(d.Payload)) < d.Offset {
+		return Data{}, ErrFormat
+	}
+	return d, nil
+}
+
+// PNRange is an inclusive range of packet numbers.
+type PNRange struct {
+	Smallest, Largest uint64
+}
+
+// MaxAckRanges bounds the ranges one Ack carries; older ones are left out
+// (their packets were acked before, or will be declared lost and resent).
+const MaxAckRanges = 256
+
+// Ack tells a sender which packets arrived and how the path behaves.
+type Ack struct {
+	// Ranges of received packet numbers, largest first, not overlapping or
+	// touching. Ranges[0].Largest is the largest number received.
+	Ranges []PNRange
+	// Delay is how long the receiver held the largest packet before this
+	// ack, in microseconds.
+	Delay uint32
+	// Queue is the receiver's estimate of the queueing delay on the path,
+	// in microseconds: one-way delay now minus its recent minimum.
+	Queue uint32
+	// Packets and Bytes count, since the session began, the data packets
+	// and payload bytes received (duplicates included). Cumulative counters
+	// survive lost acks.
+	Packets uint64
+	Bytes   uint64
+}
+
+// Append adds the frame to b.
+func (a Ack) Append(b []byte) []byte {
+	b = binary.BigEndian.AppendUint32(b, a.Delay)
+	b = binary.BigEndian.AppendUint32(b, a.Queue)
+	b = binary.BigEndian.AppendUint64(b, a.Packets)
+	b = binary.BigEndian.AppendUint64(b, a.Bytes)
+	n := len(a.Ranges)
+	if n > MaxAckRanges {
+		n = MaxAckRanges
+	}
+	b = binary.AppendUvarint(b, uint64(n))
+	if n == 0 {
+		return b
+	}
+	b = binary.BigEndian.AppendUint64(b, a.Ranges[0].Largest)
+	b = binary.AppendUvarint(b, a.Ranges[0].Largest-a.Ranges[0].Smallest)
+	for i := 1; i < n; i++ {
+		prev, r := a.Ranges[i-1], a.Ranges[i]
+		// gap counts the missing numbers between the ranges, minus one
+		// (ranges never touch, so at least one is missing).
+		b = binary.AppendUvarint(b, prev.Smallest-r.Largest-2)
+		b = binary.AppendUvarint(b, r.Largest-r.Smallest)
+	}
+	return b
+}
+
+// ParseAck reads an Ack frame. Ranges is appended to into, which may be nil,
+// so a caller can reuse one slice.
+func ParseAck(b []byte, into []PNRange) (Ack, error) {
+	if len(b) < 24+1 {
+		return Ack{}, ErrShort
+	}
+	a := Ack{
+		Delay:   binary.BigEndian.Uint32(b[0:4]),
+		Queue:   binary.BigEndian.Uint32(b[4:8]),
+		Packets: binary.BigEndian.Uint64(b[8:16]),
+		Bytes:   binary.BigEndian.Uint64(b[16:24]),
+		Ranges:  into[:0],
+	}
+	b = b[24:]
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n > MaxAckRanges {
+		return Ack{}, ErrFormat
+	}
+	b = b[k:]
+	if n == 0 {
+		if len(b) != 0 {
+			return Ack{}, ErrFormat
+		}
+		return a, nil
+	}
+	if len(b) < 8 {
+		return Ack{}, ErrShort
+	}
+	largest := binary.BigEndian.Uint64(b)
+	b = b[8:]
+	length, k := binary.Uvarint(b)
+	if k <= 0 || length > largest {
+		return Ack{}, ErrFormat
+	}
+	b = b[k:]
+	a.Ranges = append(a.Ranges, PNRange{Smallest: largest - length, Largest: largest})
+	for i := uint64(1); i < n; i++ {
+		gap, k := binary.Uvarint(b)
+		if k <= 0 {
+			return Ack{}, ErrFormat
+		}
+		b = b[k:]
+		length, k := binary.Uvarint(b)
+		if k <= 0 {
+			return Ack{}, ErrFormat
+		}
+		b = b[k:]
+		prev := a.Ranges[len(a.Ranges)-1].Smallest
+		// The next range's largest is prev - gap - 2; it must not underflow,
+		// and the range must not reach below zero.
+		if prev < 2 || gap > prev-2 {
+			return Ack{}, ErrFormat
+		}
+		top := prev - gap - 2
+		if length > top {
+			return Ack{}, ErrFormat
+		}
+		a.Ranges = append(a.Ranges, PNRange{Smallest: top - length, Largest: top})
+	}
+	if len(b) != 0 {
+		return Ack{}, ErrFormat
+	}
+	return a, nil
+}
+
+// Hello binds a client's address to its session and measures the path's
+// round trip before data flows.
+type Hello struct {
+	Time int64 // the sender's clock in microseconds; echoed in the answer
+	Echo int64 // in a HelloAck: the Time of the Hello it answers
+}
+
+// HelloLen is the encoded size of a Hello.
+const HelloLen = 16
+
+// Append adds the frame to b.
+func (h Hello) Append(b []byte) []byte {
+	b = binary.BigEndian.AppendUint64(b, uint64(h.Time))
+	return binary.BigEndian.AppendUint64(b, uint64(h.Echo))
+}
+
+// ParseHello reads a Hello frame.
+func ParseHello(b []byte) (Hello, error) {
+	if len(b) != HelloLen {
+		return Hello{}, ErrFormat
+	}
+	return Hello{
+		Time: int64(binary.BigEndian.Uint64(b[0:8])),
+		Echo: int64(binary.BigEndian.Uint64(b[8:16])),
+	}, nil
+}
