@@ -1,0 +1,309 @@
+// Package congestion decides how fast a sender may go: a delay-based rate
+// controller with Aspera's four policies, and a pacer that spreads packets
+// out at that rate.
+//
+// The controller takes its signal from queueing delay, measured by the
+// receiver as one-way delay minus its recent minimum. Below a policy's
+// target delay the rate grows (multiplicatively while the queue is nearly
+// empty, so a long fat path fills in a few round trips; additively near the
+// target, which makes competing flows converge to fair shares); above it the
+// rate shrinks in proportion to the excess. Random packet loss does not
+// move the rate: loss is repaired, not read as congestion. Only heavy loss
+// together with a delivery rate far below the sending rate (a receiver or a
+// path that cannot keep up) caps the rate near what gets through.
+//
+// Every method takes the current time as an argument; nothing here reads a
+// clock, so the controller is deterministic under test.
+package congestion
+
+import (
+	"math"
+	"time"
+)
+
+// Policy names, as in Aspera.
+const (
+	Fair  = "fair"
+	Fixed = "fixed"
+	High  = "high"
+	Low   = "low"
+)
+
+// Limits are what the user asked for. Rates are in bytes per second.
+type Limits struct {
+	Target float64 // the most to send; must be > 0
+	Min    float64 // the least to send under congestion
+	Policy string  // Fair, Fixed, High or Low ("" is Fair)
+}
+
+// Tuning constants. The delay targets are small enough to sit well inside
+// the buffers of real paths (and the socket buffers of a loopback
+// receiver), large enough to ride out scheduling jitter.
+const (
+	fairQueue = 10 * time.Millisecond // target queueing delay of fair and high
+	lowQueue  = 3 * time.Millisecond  // low yields as soon as anyone queues more
+
+	minInterval = 10 * time.Millisecond // the shortest "round trip" the law scales by
+	maxStep     = 50 * time.Millisecond // longer gaps between feedback count as this
+
+	startGrowth = 0.5  // relative growth per round trip while searching for the path's rate
+	growth      = 0.1  // relative growth per round trip with an empty queue, once a queue was seen
+	shrink      = 0.5  // the largest relative cut per round trip
+	floorBps = 64e3 // never below 64 kB/s, whatever Min says, so feedback keeps coming
+
+	// additive is the extra growth per round trip, in bytes per second,
+	// that makes competing flows converge to shares in proportion to it: at
+	// equilibrium each flow's cut, shrink·x·(q/q0−1), equals its additive
+	// growth, and all flows see the same q. High doubles it.
+	additive = 50e3
+
+	lossCapFrac   = 0.2  // loss above this, together with...
+	lossCapMargin = 1.25 // ...sending this much above delivery, caps the rate
+)
+
+// Controller is one sender's rate controller. It is not safe for concurrent
+// use.
+type Controller struct {
+	lim  Limits
+	rate float64 // bytes per second
+	last time.Time
+
+	// Delivery accounting for the loss cap, over a sliding window.
+	winStart     time.Time
+	winSent      float64
+	winDelivered float64
+	winLost      float64
+	delivered    float64 // delivery rate of the last full window
+	lossFrac     float64
+	lossCapped   bool // the loss cap is engaged (with hysteresis)
+	found        bool // a queue was seen: the search phase is over
+	delivery     float64 // smoothed delivery rate, bytes per second
+}
+
+// New returns a controller starting at a rate that a fast path reaches in a
+// few round trips and a slow one survives: a tenth of the target, at least
+// the minimum, at most 100 Mbit/s unless the policy is fixed.
+func New(lim Limits, now time.Time) *Controller {
+	c := &Controller{last: now, winStart: now}
+	c.SetLimits(lim)
+	start := lim.Target / 10
+	start = math.Min(start, 12.5e6)
+	c.rate = c.clamp(start)
+	if c.lim.Policy == Fixed {
+		c.rate = c.lim.Target
+	}
+	return c
+}
+
+// SetLimits changes target, minimum and policy; it takes effect at once.
+func (c *Controller) SetLimits(lim Limits) {
+	if lim.Policy == "" {
+		lim.Policy = Fair
+	}
+	if lim.Target <= 0 {
+		lim.Target = 1.25e9
+	}
+	if lim.Min > lim.Target {
+		lim.Min = lim.Target
+	}
+	c.lim = lim
+	if lim.Policy == Fixed {
+		c.rate = lim.Target
+	} else {
+		c.rate = c.clamp(c.rate)
+	}
+}
+
+// Limits returns the current limits.
+func (c *Controller) Limits() Limits { return c.lim }
+
+// Rate is the rate to send at now, in bytes per second.
+func (c *Controller) Rate() float64 { return c.rate }
+
+// Feedback is what the receiver reported since the last call.
+type Feedback struct {
+	Queue     time.Duration // queueing delay the receiver measures
+	RTT       time.Duration // the sender's smoothed round-trip time
+	Sent      float64       // payload bytes sent since the last feedback
+	Delivered float64       // payload bytes the receiver got since the last feedback
+	Lost      float64       // payload bytes declared lost since the last feedback
+}
+
+// OnFeedback updates the rate from one receiver report.
+func (c *Controller) OnFeedback(now time.Time, f Feedback) {
+	dt := now.Sub(c.last)
+	c.last = now
+	c.account(now, f, dt)
+	if c.lim.Policy == Fixed {
+		c.rate = c.lim.Target
+		return
+	}
+	if dt <= 0 {
+		return
+	}
+	if dt > maxStep {
+		dt = maxStep
+	}
+	rtt := max(f.RTT, minInterval)
+	k := float64(dt) / float64(rtt) // this step's share of a round trip
+
+	q0 := fairQueue
+	add := additive
+	switch c.lim.Policy {
+	case High:
+		add *= 2
+	case Low:
+		q0 = lowQueue
+		add /= 4
+	}
+	q := float64(f.Queue) / float64(q0)
+	if q >= 0.5 {
+		c.found = true
+	}
+	if q < 1 {
+		g := growth
+		if !c.found {
+			g = startGrowth
+		}
+		c.rate *= 1 + g*(1-q)*k
+		c.rate += add * k
+	} else {
+		// A standing queue means the path delivers less than we send: go
+		// below what it delivers by enough that the excess queue drains in
+		// about two round trips. This is a set point, not a step, so the
+		// round trip for which the delay signal lags does not add up to a
+		// deep cut; under a queue someone else keeps standing, the delivery
+		// rate follows ours down, and the rate decays by that factor per
+		// round trip.
+		excess := math.Min(float64(f.Queue-q0)/float64(2*rtt), shrink)
+		if c.lim.Policy == Low {
+			excess = math.Min(2*excess, shrink)
+		}
+		if c.delivery > 0 {
+			c.rate = math.Min(c.rate, c.delivery*(1-excess))
+		} else {
+			c.rate *= 1 - excess*k
+		}
+	}
+	switch {
+	case c.lossFrac > lossCapFrac:
+		c.lossCapped = true
+	case c.lossFrac < lossCapFrac/2:
+		c.lossCapped = false
+	}
+	if c.lossCapped && c.delivered > 0 && c.rate > c.delivered*lossCapMargin {
+		c.rate = c.delivered * lossCapMargin
+	}
+	c.rate = c.clamp(c.rate)
+}
+
+// OnSilence tells the controller no feedback has come for d although data
+// is outstanding: the path may be gone or badly congested. The rate halves
+// for each round trip of silence, down to the minimum.
+func (c *Controller) OnSilence(now time.Time, d, rtt time.Duration) {
+	c.last = now
+	if c.lim.Policy == Fixed {
+		return
+	}
+	rtt = max(rtt, minInterval)
+	c.rate = c.clamp(c.rate * math.Pow(0.5, float64(d)/float64(rtt)))
+}
+
+func (c *Controller) account(now time.Time, f Feedback, dt time.Duration) {
+	if dt > 0 {
+		// Smooth the delivery rate over about a round trip (at least 20 ms).
+		tau := max(f.RTT, 20*time.Millisecond)
+		w := math.Min(1, float64(dt)/float64(tau))
+		sample := f.Delivered / dt.Seconds()
+		if c.delivery == 0 {
+			c.delivery = sample
+		} else {
+			c.delivery += w * (sample - c.delivery)
+		}
+	}
+	c.winSent += f.Sent
+	c.winDelivered += f.Delivered
+	c.winLost += f.Lost
+	span := now.Sub(c.winStart)
+	window := max(2*f.RTT, 100*time.Millisecond)
+	if span < window {
+		return
+	}
+	c.delivered = c.winDelivered / span.Seconds()
+	if c.winSent > 0 {
+		c.lossFrac = c.winLost / c.winSent
+	}
+	c.winStart, c.winSent, c.winDelivered, c.winLost = now, 0, 0, 0
+}
+
+func (c *Controller) clamp(r float64) float64 {
+	lo := math.Max(c.lim.Min, floorBps)
+	if lo > c.lim.Target {
+		lo = c.lim.Target
+	}
+	return math.Max(lo, math.Min(r, c.lim.Target))
+}
+
+// Pacer spreads sending out in time: a token bucket filled at the rate,
+// holding at most a burst's worth.
+type Pacer struct {
+	rate   float64 // bytes per second
+	burst  float64 // bytes
+	tokens float64
+	last   time.Time
+}
+
+// MaxBurst bounds how far ahead of the rate a pacer lets a sender get: the
+// larger of this much time at the rate and the minimum burst in bytes.
+const (
+	burstTime     = 2 * time.Millisecond
+	minBurstBytes = 16 * 1500
+)
+
+// NewPacer returns a pacer at rate bytes per second, starting with a full
+// bucket.
+func NewPacer(rate float64, now time.Time) *Pacer {
+	p := &Pacer{last: now}
+	p.SetRate(rate)
+	p.tokens = p.burst
+	return p
+}
+
+// SetRate changes the rate; tokens already earned are kept (up to the new
+// burst).
+func (p *Pacer) SetRate(rate float64) {
+	p.rate = rate
+	p.burst = math.Max(rate*burstTime.Seconds(), minBurstBytes)
+	if p.tokens > p.burst {
+		p.tokens = p.burst
+	}
+}
+
+func (p *Pacer) refill(now time.Time) {
+	if dt := now.Sub(p.last); dt > 0 {
+		p.tokens = math.Min(p.burst, p.tokens+dt.Seconds()*p.rate)
+		p.last = now
+	}
+}
+
+// Available is how many bytes may be sent now.
+func (p *Pacer) Available(now time.Time) float64 {
+	p.refill(now)
+	return p.tokens
+}
+
+// Spend takes n bytes from the bucket (it may go negative: the next send
+// then waits longer).
+func (p *Pacer) Spend(now time.Time, n float64) {
+	p.refill(now)
+	p.tokens -= n
+}
+
+// Wait is how long until n bytes may be sent.
+func (p *Pacer) Wait(now time.Time, n float64) time.Duration {
+	p.refill(now)
+	if p.tokens >= n {
+		return 0
+	}
+	return time.Duration((n - p.tokens) / p.rate * float64(time.Second))
+}

@@ -1,0 +1,261 @@
+package congestion
+
+import (
+	"math"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+const mbit = 1e6 / 8 // bytes per second in one Mbit/s
+
+// feed runs n feedback steps of dt each with a fixed report.
+func feed(c *Controller, now time.Time, n int, dt time.Duration, f Feedback) time.Time {
+	for i := 0; i < n; i++ {
+		now = now.Add(dt)
+		c.OnFeedback(now, f)
+	}
+	return now
+}
+
+func TestFixedIgnoresTheNetwork(t *testing.T) {
+	c := New(Limits{Target: 100 * mbit, Policy: Fixed}, t0)
+	if c.Rate() != 100*mbit {
+		t.Fatalf("fixed starts at %v, want the target", c.Rate())
+	}
+	feed(c, t0, 100, time.Millisecond, Feedback{Queue: time.Second, RTT: 100 * time.Millisecond, Sent: 1e4, Delivered: 1e3, Lost: 9e3})
+	c.OnSilence(t0.Add(time.Second), time.Second, 100*time.Millisecond)
+	if c.Rate() != 100*mbit {
+		t.Fatalf("fixed moved to %v", c.Rate())
+	}
+}
+
+func TestEmptyQueueRampsToTarget(t *testing.T) {
+	for _, policy := range []string{Fair, High, Low} {
+		c := New(Limits{Target: 1000 * mbit, Policy: policy}, t0)
+		start := c.Rate()
+		rtt := 100 * time.Millisecond
+		// 20 round trips of feedback every 5 ms with no queue.
+		feed(c, t0, 400, 5*time.Millisecond, Feedback{RTT: rtt})
+		if c.Rate() != 1000*mbit {
+			t.Errorf("%s: after 20 RTTs with an empty queue rate is %.0f Mbit/s (started %.0f), want the target",
+				policy, c.Rate()/mbit, start/mbit)
+		}
+	}
+}
+
+func TestQueueBeyondTargetBacksOffToMin(t *testing.T) {
+	c := New(Limits{Target: 1000 * mbit, Min: 5 * mbit}, t0)
+	now := feed(c, t0, 200, 5*time.Millisecond, Feedback{RTT: 50 * time.Millisecond})
+	feed(c, now, 400, 5*time.Millisecond, Feedback{RTT: 50 * time.Millisecond, Queue: 40 * time.Millisecond})
+	if c.Rate() != 5*mbit {
+		t.Fatalf("under a persistent 40 ms queue the rate is %.1f Mbit/s, want the 5 Mbit/s minimum", c.Rate()/mbit)
+	}
+}
+
+func TestRandomLossDoesNotCutTheRate(t *testing.T) {
+	for _, loss := range []float64{0.01, 0.05, 0.10} {
+		c := New(Limits{Target: 200 * mbit}, t0)
+		now := t0
+		rtt := 100 * time.Millisecond
+		for i := 0; i < 2000; i++ { // 10 s of feedback every 5 ms
+			now = now.Add(5 * time.Millisecond)
+			sent := c.Rate() * 0.005
+			c.OnFeedback(now, Feedback{RTT: rtt, Queue: time.Millisecond, Sent: sent, Delivered: sent * (1 - loss), Lost: sent * loss})
+		}
+		if c.Rate() < 199*mbit {
+			t.Errorf("loss %.0f%% with no queue: rate %.1f Mbit/s, want the 200 Mbit/s target", loss*100, c.Rate()/mbit)
+		}
+	}
+}
+
+func TestHeavyLossWithLowDeliveryCaps(t *testing.T) {
+	c := New(Limits{Target: 1000 * mbit}, t0)
+	now := t0
+	for i := 0; i < 400; i++ {
+		now = now.Add(5 * time.Millisecond)
+		sent := c.Rate() * 0.005
+		// The receiver only keeps up with 100 Mbit/s; the rest is dropped
+		// before any queue is seen (a CPU-bound receiver).
+		delivered := math.Min(sent, 100*mbit*0.005)
+		c.OnFeedback(now, Feedback{RTT: time.Millisecond, Sent: sent, Delivered: delivered, Lost: sent - delivered})
+	}
+	if r := c.Rate(); r > 100*mbit*lossCapMargin*1.1 || r < 100*mbit*0.5 {
+		t.Fatalf("rate %.1f Mbit/s, want near the 100 Mbit/s that gets through", r/mbit)
+	}
+}
+
+func TestLowYieldsWhereFairHolds(t *testing.T) {
+	// A 6 ms standing queue built by someone else: fair stays, low yields.
+	fair := New(Limits{Target: 100 * mbit, Min: 1 * mbit}, t0)
+	low := New(Limits{Target: 100 * mbit, Min: 1 * mbit, Policy: Low}, t0)
+	f := Feedback{RTT: 50 * time.Millisecond, Queue: 6 * time.Millisecond}
+	feed(fair, t0, 1000, 5*time.Millisecond, f)
+	feed(low, t0, 1000, 5*time.Millisecond, f)
+	if fair.Rate() < 99*mbit {
+		t.Errorf("fair under a 6 ms queue: %.1f Mbit/s, want near its 100 Mbit/s target", fair.Rate()/mbit)
+	}
+	if low.Rate() != 1*mbit {
+		t.Errorf("low under a 6 ms queue: %.1f Mbit/s, want its 1 Mbit/s minimum", low.Rate()/mbit)
+	}
+}
+
+func TestSilenceHalvesPerRTT(t *testing.T) {
+	c := New(Limits{Target: 100 * mbit, Min: mbit}, t0)
+	feed(c, t0, 400, 5*time.Millisecond, Feedback{RTT: 20 * time.Millisecond})
+	before := c.Rate()
+	c.OnSilence(t0.Add(3*time.Second), 40*time.Millisecond, 20*time.Millisecond)
+	if got := c.Rate(); math.Abs(got-before/4) > 1 {
+		t.Fatalf("two RTTs of silence: %.1f → %.1f Mbit/s, want a quarter", before/mbit, got/mbit)
+	}
+}
+
+func TestSetLimitsDuringTransfer(t *testing.T) {
+	c := New(Limits{Target: 100 * mbit}, t0)
+	now := feed(c, t0, 400, 5*time.Millisecond, Feedback{RTT: 20 * time.Millisecond})
+	c.SetLimits(Limits{Target: 20 * mbit, Min: 10 * mbit})
+	if c.Rate() != 20*mbit {
+		t.Fatalf("lowered target: rate %.1f, want 20 Mbit/s at once", c.Rate()/mbit)
+	}
+	c.SetLimits(Limits{Target: 50 * mbit, Policy: Fixed})
+	if c.Rate() != 50*mbit {
+		t.Fatalf("switch to fixed: rate %.1f, want 50", c.Rate()/mbit)
+	}
+	c.SetLimits(Limits{Target: 50 * mbit, Min: 30 * mbit})
+	feed(c, now, 400, 5*time.Millisecond, Feedback{RTT: 20 * time.Millisecond, Queue: time.Second})
+	if c.Rate() != 30*mbit {
+		t.Fatalf("raised minimum: rate %.1f, want 30 under congestion", c.Rate()/mbit)
+	}
+}
+
+// fluidLink is a bottleneck with a drop-tail queue, for flows given as
+// controllers: each millisecond every flow offers rate·dt bytes; the link
+// drains capacity·dt; the queueing delay reaches the flows' controllers
+// one RTT later.
+type fluidLink struct {
+	capacity float64 // bytes per second
+	buffer   float64 // bytes
+	rtt      time.Duration
+	trace    func(ms int, rates []float64, queue float64)
+}
+
+func (l fluidLink) run(cs []*Controller, d time.Duration) (shares []float64, meanQueue time.Duration) {
+	dt := time.Millisecond
+	steps := int(d / dt)
+	lag := int(l.rtt / dt)
+	queue := 0.0
+	history := make([]float64, 0, steps) // queueing delay in seconds per step
+	deliv := make([][]float64, 0, steps)  // bytes delivered per flow per step
+	sentH := make([][]float64, 0, steps)
+	got := make([]float64, len(cs))
+	var qsum float64
+	now := t0
+	for i := 0; i < steps; i++ {
+		now = now.Add(dt)
+		offered := 0.0
+		offers := make([]float64, len(cs))
+		for j, c := range cs {
+			offers[j] = c.Rate() * dt.Seconds()
+			offered += offers[j]
+		}
+		queue += offered
+		drained := math.Min(queue, l.capacity*dt.Seconds())
+		queue -= drained
+		if queue > l.buffer {
+			queue = l.buffer
+		}
+		d := make([]float64, len(cs))
+		for j := range cs {
+			if offered > 0 {
+				d[j] = drained * offers[j] / offered
+			}
+			if i >= steps/2 {
+				got[j] += d[j]
+			}
+		}
+		deliv = append(deliv, d)
+		sentH = append(sentH, offers)
+		history = append(history, queue/l.capacity)
+		if l.trace != nil {
+			rs := make([]float64, len(cs))
+			for j, c := range cs {
+				rs[j] = c.Rate()
+			}
+			l.trace(i, rs, queue/l.capacity)
+		}
+		seen := 0.0
+		if i >= lag {
+			seen = history[i-lag]
+		}
+		if i >= steps/2 {
+			qsum += seen
+		}
+		for j, c := range cs {
+			f := Feedback{RTT: l.rtt + time.Duration(seen*float64(time.Second)), Queue: time.Duration(seen * float64(time.Second))}
+			if i >= lag {
+				f.Delivered, f.Sent = deliv[i-lag][j], sentH[i-lag][j]
+			}
+			c.OnFeedback(now, f)
+		}
+	}
+	total := l.capacity * (d / 2).Seconds()
+	for j := range got {
+		got[j] /= total
+	}
+	return got, time.Duration(qsum / float64(steps-steps/2) * float64(time.Second))
+}
+
+func TestFluidOneFlowFillsTheLink(t *testing.T) {
+	link := fluidLink{capacity: 200 * mbit, buffer: 200 * mbit * 0.1, rtt: 100 * time.Millisecond}
+	shares, q := link.run([]*Controller{New(Limits{Target: 1000 * mbit}, t0)}, 30*time.Second)
+	if shares[0] < 0.95 {
+		t.Errorf("one fair flow uses %.1f%% of the link, want ≥ 95%%", shares[0]*100)
+	}
+	if q > 4*fairQueue {
+		t.Errorf("mean queueing delay %v, want near the %v target", q, fairQueue)
+	}
+}
+
+func TestFluidFairFlowsShare(t *testing.T) {
+	link := fluidLink{capacity: 100 * mbit, buffer: 100 * mbit * 0.1, rtt: 40 * time.Millisecond}
+	a := New(Limits{Target: 1000 * mbit}, t0)
+	b := New(Limits{Target: 1000 * mbit}, t0)
+	// b starts late, at a tenth of a's rate: the classic latecomer case.
+	b.rate = a.rate / 10
+	shares, _ := link.run([]*Controller{a, b}, 120*time.Second)
+	if shares[0]+shares[1] < 0.9 {
+		t.Errorf("two flows use %.1f%% together, want ≥ 90%%", (shares[0]+shares[1])*100)
+	}
+	if r := shares[0] / shares[1]; r > 1.5 || r < 1/1.5 {
+		t.Errorf("shares %.2f / %.2f: ratio %.2f, want within 1.5×", shares[0], shares[1], r)
+	}
+}
+
+func TestFluidLowYieldsToFair(t *testing.T) {
+	link := fluidLink{capacity: 100 * mbit, buffer: 100 * mbit * 0.1, rtt: 40 * time.Millisecond}
+	fair := New(Limits{Target: 1000 * mbit}, t0)
+	low := New(Limits{Target: 1000 * mbit, Policy: Low}, t0)
+	shares, _ := link.run([]*Controller{fair, low}, 60*time.Second)
+	if shares[0] < 0.8 {
+		t.Errorf("fair gets %.1f%% beside a low flow, want ≥ 80%%", shares[0]*100)
+	}
+}
+
+func TestPacer(t *testing.T) {
+	p := NewPacer(1e6, t0) // 1 MB/s: the burst is the 24000-byte minimum
+	if got := p.Available(t0); got != minBurstBytes {
+		t.Fatalf("starts with %v tokens, want a full burst", got)
+	}
+	p.Spend(t0, minBurstBytes+1000)
+	if w := p.Wait(t0, 1000); w != 2*time.Millisecond {
+		t.Fatalf("Wait = %v, want 2ms (1000 owed + 1000 wanted at 1 MB/s)", w)
+	}
+	if got := p.Available(t0.Add(time.Hour)); got != minBurstBytes {
+		t.Fatalf("after an hour idle: %v tokens, want the burst cap", got)
+	}
+	p.SetRate(1e9) // burst becomes 2 ms at 1 GB/s = 2 MB
+	if got := p.Available(t0.Add(time.Hour + time.Second)); got != 2e6 {
+		t.Fatalf("after raising the rate: %v tokens, want 2e6", got)
+	}
+}
