@@ -49,7 +49,7 @@ const (
 	startGrowth = 0.5  // relative growth per round trip while searching for the path's rate
 	growth      = 0.1  // relative growth per round trip with an empty queue, once a queue was seen
 	shrink      = 0.5  // the largest relative cut per round trip
-	floorBps = 64e3 // never below 64 kB/s, whatever Min says, so feedback keeps coming
+	floorBps    = 64e3 // never below 64 kB/s, whatever Min says, so feedback keeps coming
 
 	// additive is the extra growth per round trip, in bytes per second,
 	// that makes competing flows converge to shares in proportion to it: at
@@ -75,8 +75,8 @@ type Controller struct {
 	winLost      float64
 	delivered    float64 // delivery rate of the last full window
 	lossFrac     float64
-	lossCapped   bool // the loss cap is engaged (with hysteresis)
-	found        bool // a queue was seen: the search phase is over
+	lossCapped   bool    // the loss cap is engaged (with hysteresis)
+	found        bool    // a queue was seen: the search phase is over
 	delivery     float64 // smoothed delivery rate, bytes per second
 }
 

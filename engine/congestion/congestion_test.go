@@ -146,7 +146,7 @@ func (l fluidLink) run(cs []*Controller, d time.Duration) (shares []float64, mea
 	lag := int(l.rtt / dt)
 	queue := 0.0
 	history := make([]float64, 0, steps) // queueing delay in seconds per step
-	deliv := make([][]float64, 0, steps)  // bytes delivered per flow per step
+	deliv := make([][]float64, 0, steps) // bytes delivered per flow per step
 	sentH := make([][]float64, 0, steps)
 	got := make([]float64, len(cs))
 	var qsum float64
