@@ -77,10 +77,10 @@ func (s *Sealer) Overhead() int {
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// Seal appends the sealed body to pkt, whose first HeaderLen bytes must be
-// the header (authenticated as additional data) and which must have room
-// or be allowed to grow. number must be the header's packet number.
-// body must not overlap pkt's spare capacity.
+// Seal appends the sealed body to pkt. Everything already in pkt — the
+// header and, for data, the data header — travels in the clear and is
+// authenticated as additional data. number must be the header's packet
+// number. body must not overlap pkt's spare capacity.
 func (s *Sealer) Seal(pkt []byte, number uint64, body []byte) []byte {
 	if s.aead == nil {
 		out := append(pkt, body...)
@@ -88,14 +88,23 @@ func (s *Sealer) Seal(pkt []byte, number uint64, body []byte) []byte {
 		return binary.BigEndian.AppendUint32(out, sum)
 	}
 	binary.BigEndian.PutUint64(s.nonce[4:], number)
-	return s.aead.Seal(pkt, s.nonce[:], body, pkt[:HeaderLen])
+	return s.aead.Seal(pkt, s.nonce[:], body, pkt)
 }
 
-// Open authenticates and decrypts the body of pkt (header first) in place,
-// returning the plaintext body, which aliases pkt. number must be the
-// header's packet number.
-func (s *Sealer) Open(pkt []byte, number uint64) ([]byte, error) {
-	if len(pkt) < HeaderLen+s.Overhead() {
+// ClearLen is how many leading bytes of a packet of type t travel in the
+// clear: the header, plus the data header for data packets.
+func ClearLen(t Type) int {
+	if t == TypeData {
+		return HeaderLen + DataHeaderLen
+	}
+	return HeaderLen
+}
+
+// Open authenticates pkt and decrypts its body in place, returning the
+// plaintext body, which aliases pkt. The first clear bytes are the
+// cleartext part (see ClearLen); number is the header's packet number.
+func (s *Sealer) Open(pkt []byte, number uint64, clear int) ([]byte, error) {
+	if clear < HeaderLen || len(pkt) < clear+s.Overhead() {
 		return nil, ErrShort
 	}
 	if s.aead == nil {
@@ -103,10 +112,10 @@ func (s *Sealer) Open(pkt []byte, number uint64) ([]byte, error) {
 		if crc32.Update(s.salt, castagnoli, pkt[:n]) != binary.BigEndian.Uint32(pkt[n:]) {
 			return nil, ErrAuth
 		}
-		return pkt[HeaderLen:n], nil
+		return pkt[clear:n], nil
 	}
 	binary.BigEndian.PutUint64(s.nonce[4:], number)
-	body, err := s.aead.Open(pkt[HeaderLen:HeaderLen], s.nonce[:], pkt[HeaderLen:], pkt[:HeaderLen])
+	body, err := s.aead.Open(pkt[clear:clear], s.nonce[:], pkt[clear:], pkt[:clear])
 	if err != nil {
 		return nil, ErrAuth
 	}

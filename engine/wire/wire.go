@@ -8,6 +8,10 @@
 //	+--------+--------+--------+--------+-------------+------------+----------------+
 //	                                      8 bytes       8 bytes
 //
+// A data packet carries a data header (stream, offset, send time) between
+// the packet header and the sealed payload; it too is in the clear and
+// authenticated, so a receiver can place the payload before decrypting.
+//
 // The packet number is never reused under one key: each direction of a
 // session has its own key and its own counter, and the number is the AEAD
 // nonce. All integers are big-endian; variable-length ones in ack ranges use
@@ -39,7 +43,7 @@ const (
 	TypeHello Type = 1
 	// TypeHelloAck, server to client: the answer to a Hello. Body: Hello.
 	TypeHelloAck Type = 2
-	// TypeData carries bytes of one transfer. Body: Data.
+	// TypeData carries bytes of one transfer: a DataHeader, then the payload.
 	TypeData Type = 3
 	// TypeAck reports the packets received and the path's queueing delay.
 	// Body: Ack.
@@ -122,38 +126,37 @@ func PeekSession(b []byte) (id uint64, ok bool) {
 	return binary.BigEndian.Uint64(b[4:12]), true
 }
 
-// DataOverhead is the size of a Data frame without its payload.
-const DataOverhead = 4 + 8 + 8
+// DataHeaderLen is the size of a DataHeader.
+const DataHeaderLen = 4 + 8 + 8
 
-// Data is a span of one transfer's bytes.
-type Data struct {
+// DataHeader follows the packet header of a data packet. Like the packet
+// header it travels in the clear and is authenticated; the payload after it
+// is sealed.
+type DataHeader struct {
 	Stream   uint32 // the transfer, as numbered by the control channel
-	Offset   int64  // where Payload starts in the object
+	Offset   int64  // where the payload starts in the object
 	SendTime int64  // sender's clock, microseconds since its session began
-	Payload  []byte // aliases the parsed buffer
 }
 
-// Append adds the frame to b.
-func (d Data) Append(b []byte) []byte {
+// Append adds the data header to b.
+func (d DataHeader) Append(b []byte) []byte {
 	b = binary.BigEndian.AppendUint32(b, d.Stream)
 	b = binary.BigEndian.AppendUint64(b, uint64(d.Offset))
-	b = binary.BigEndian.AppendUint64(b, uint64(d.SendTime))
-	return append(b, d.Payload...)
+	return binary.BigEndian.AppendUint64(b, uint64(d.SendTime))
 }
 
-// ParseData reads a Data frame; Payload aliases b.
-func ParseData(b []byte) (Data, error) {
-	if len(b) < DataOverhead {
-		return Data{}, ErrShort
+// ParseDataHeader reads the data header at the start of b.
+func ParseDataHeader(b []byte) (DataHeader, error) {
+	if len(b) < DataHeaderLen {
+		return DataHeader{}, ErrShort
 	}
-	d := Data{
+	d := DataHeader{
 		Stream:   binary.BigEndian.Uint32(b[0:4]),
 		Offset:   int64(binary.BigEndian.Uint64(b[4:12])),
 		SendTime: int64(binary.BigEndian.Uint64(b[12:20])),
-		Payload:  b[20:],
 	}
-	if d.Offset < 0 || d.Offset+int64(len(d.Payload)) < d.Offset {
-		return Data{}, ErrFormat
+	if d.Offset < 0 || d.Offset > 1<<60 {
+		return DataHeader{}, ErrFormat
 	}
 	return d, nil
 }

@@ -48,25 +48,25 @@ func TestHeaderRejects(t *testing.T) {
 	}
 }
 
-func TestDataRoundTrip(t *testing.T) {
-	for _, d := range []Data{
-		{Stream: 1, Offset: 0, SendTime: 0, Payload: []byte{}},
-		{Stream: 9, Offset: 1 << 40, SendTime: 123456789, Payload: bytes.Repeat([]byte{0xab}, 1400)},
+func TestDataHeaderRoundTrip(t *testing.T) {
+	for _, d := range []DataHeader{
+		{Stream: 1, Offset: 0, SendTime: 0},
+		{Stream: 9, Offset: 1 << 40, SendTime: 123456789},
 	} {
 		b := d.Append(nil)
-		got, err := ParseData(b)
-		if err != nil {
-			t.Fatal(err)
+		if len(b) != DataHeaderLen {
+			t.Fatalf("encoded %d bytes", len(b))
 		}
-		if got.Stream != d.Stream || got.Offset != d.Offset || got.SendTime != d.SendTime || !bytes.Equal(got.Payload, d.Payload) {
-			t.Fatalf("round trip: got %+v want %+v", got, d)
+		got, err := ParseDataHeader(b)
+		if err != nil || got != d {
+			t.Fatalf("round trip: got %+v, %v; want %+v", got, err, d)
 		}
 	}
-	if _, err := ParseData(make([]byte, DataOverhead-1)); !errors.Is(err, ErrShort) {
-		t.Fatalf("short data: %v", err)
+	if _, err := ParseDataHeader(make([]byte, DataHeaderLen-1)); !errors.Is(err, ErrShort) {
+		t.Fatalf("short data header: %v", err)
 	}
-	neg := Data{Offset: -1}.Append(nil)
-	if _, err := ParseData(neg); !errors.Is(err, ErrFormat) {
+	neg := DataHeader{Offset: -1}.Append(nil)
+	if _, err := ParseDataHeader(neg); !errors.Is(err, ErrFormat) {
 		t.Fatalf("negative offset: %v", err)
 	}
 }
@@ -163,15 +163,16 @@ func sealers(t testing.TB) map[string][2]*Sealer {
 func TestSealOpen(t *testing.T) {
 	for name, s := range sealers(t) {
 		h := Header{Type: TypeData, Session: 3, Number: 77}
-		body := Data{Stream: 2, Offset: 4096, Payload: []byte("hello, far away bucket")}.Append(nil)
-		pkt := s[0].Seal(h.Append(make([]byte, 0, 1500)), h.Number, body)
-		if len(pkt) != HeaderLen+len(body)+s[0].Overhead() {
+		body := []byte("hello, far away bucket")
+		clear := DataHeader{Stream: 2, Offset: 4096}.Append(h.Append(make([]byte, 0, 1500)))
+		pkt := s[0].Seal(clear, h.Number, body)
+		if len(pkt) != ClearLen(TypeData)+len(body)+s[0].Overhead() {
 			t.Fatalf("%s: sealed length %d", name, len(pkt))
 		}
 		if name != None && bytes.Contains(pkt, []byte("far away")) {
 			t.Fatalf("%s: plaintext visible in sealed packet", name)
 		}
-		got, err := s[1].Open(append([]byte{}, pkt...), h.Number)
+		got, err := s[1].Open(append([]byte{}, pkt...), h.Number, ClearLen(TypeData))
 		if err != nil || !bytes.Equal(got, body) {
 			t.Fatalf("%s: Open = %q, %v", name, got, err)
 		}
@@ -179,14 +180,14 @@ func TestSealOpen(t *testing.T) {
 		for i := 0; i < len(pkt); i++ {
 			bad := append([]byte{}, pkt...)
 			bad[i] ^= 0x10
-			if _, err := s[1].Open(bad, h.Number); err == nil {
+			if _, err := s[1].Open(bad, h.Number, ClearLen(TypeData)); err == nil {
 				t.Fatalf("%s: tampered byte %d accepted", name, i)
 			}
 		}
 		// Opening under another packet number fails for the AEADs: the
 		// number is the nonce.
 		if name != None {
-			if _, err := s[1].Open(append([]byte{}, pkt...), h.Number+1); !errors.Is(err, ErrAuth) {
+			if _, err := s[1].Open(append([]byte{}, pkt...), h.Number+1, ClearLen(TypeData)); !errors.Is(err, ErrAuth) {
 				t.Fatalf("%s: wrong nonce accepted: %v", name, err)
 			}
 		}
@@ -203,7 +204,7 @@ func TestSealWrongKey(t *testing.T) {
 		b, _ := NewSealer(name, k2)
 		h := Header{Type: TypeAck, Session: 1, Number: 1}
 		pkt := a.Seal(h.Append(nil), 1, []byte("body"))
-		if _, err := b.Open(pkt, 1); !errors.Is(err, ErrAuth) {
+		if _, err := b.Open(pkt, 1, HeaderLen); !errors.Is(err, ErrAuth) {
 			t.Fatalf("%s: packet under another key accepted: %v", name, err)
 		}
 	}
@@ -291,14 +292,14 @@ func FuzzParseHeader(f *testing.F) {
 	})
 }
 
-func FuzzParseData(f *testing.F) {
-	f.Add(Data{Stream: 1, Offset: 2, SendTime: 3, Payload: []byte("xyz")}.Append(nil))
+func FuzzParseDataHeader(f *testing.F) {
+	f.Add(DataHeader{Stream: 1, Offset: 2, SendTime: 3}.Append(nil))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		d, err := ParseData(b)
+		d, err := ParseDataHeader(b)
 		if err != nil {
 			return
 		}
-		if got := d.Append(nil); !bytes.Equal(got, b) {
+		if got := d.Append(nil); !bytes.Equal(got, b[:DataHeaderLen]) {
 			t.Fatalf("re-encoding differs")
 		}
 	})
@@ -334,7 +335,8 @@ func FuzzOpen(f *testing.F) {
 	key := bytes.Repeat([]byte{7}, 32)
 	s, _ := NewSealer(AES256GCM, key)
 	h := Header{Type: TypeData, Session: 1, Number: 1}
-	f.Add(s.Seal(h.Append(nil), 1, []byte("seed")))
+	f.Add(s.Seal(DataHeader{Stream: 1}.Append(h.Append(nil)), 1, []byte("seed")))
+	f.Add(s.Seal(Header{Type: TypeAck, Number: 2}.Append(nil), 2, []byte("ack")))
 	f.Add([]byte{1, 2, 3})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		o, _ := NewSealer(AES256GCM, key)
@@ -342,10 +344,12 @@ func FuzzOpen(f *testing.F) {
 		if err != nil {
 			return
 		}
-		body, err := o.Open(append([]byte{}, b...), hdr.Number)
+		clear := ClearLen(hdr.Type)
+		body, err := o.Open(append([]byte{}, b...), hdr.Number, clear)
 		if err == nil {
-			// Only the seed itself can pass: re-sealing must give b back.
-			again := s.Seal(hdr.Append(nil), hdr.Number, body)
+			// Only what was sealed under the key can pass: re-sealing must
+			// give b back.
+			again := s.Seal(append([]byte{}, b[:clear]...), hdr.Number, body)
 			if !bytes.Equal(again, b) {
 				t.Fatalf("accepted bytes that were not sealed under the key")
 			}
@@ -380,7 +384,7 @@ func BenchmarkOpen1400(b *testing.B) {
 			b.SetBytes(1400)
 			for b.Loop() {
 				copy(work, pkt)
-				if _, err := s.Open(work, 1); err != nil {
+				if _, err := s.Open(work, 1, HeaderLen); err != nil {
 					b.Fatal(err)
 				}
 			}
