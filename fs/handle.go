@@ -1,0 +1,105 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync"
+	"syscall"
+
+	"github.com/chute/chute/cache"
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+// handle is an open file: a staged copy (writers, and readers of a file
+// that has one) or a block-cache reader.
+type handle struct {
+	m      *mountFS
+	s      *cache.Staged
+	r      *cache.Reader
+	write  bool
+	append bool
+
+	once sync.Once
+}
+
+var (
+	_ gofs.FileReader    = (*handle)(nil)
+	_ gofs.FileWriter    = (*handle)(nil)
+	_ gofs.FileFlusher   = (*handle)(nil)
+	_ gofs.FileFsyncer   = (*handle)(nil)
+	_ gofs.FileReleaser  = (*handle)(nil)
+	_ gofs.FileGetattrer = (*handle)(nil)
+)
+
+func (h *handle) key() string {
+	if h.s != nil {
+		return h.s.Key()
+	}
+	return ""
+}
+
+func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	var n int
+	var err error
+	if h.s != nil {
+		n, err = h.s.ReadAt(dest, off)
+	} else {
+		n, err = h.r.ReadAt(h.m.ctx, dest, off)
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, h.m.errno("read", h.key(), err)
+	}
+	return fuse.ReadResultData(dest[:n]), 0
+}
+
+func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
+	if !h.write || h.s == nil {
+		return 0, syscall.EBADF
+	}
+	if h.append {
+		off = h.s.Attr().Size
+	}
+	n, err := h.s.WriteAt(data, off)
+	if err != nil {
+		return 0, h.m.errno("write", h.key(), err)
+	}
+	return uint32(n), 0
+}
+
+// Flush runs on every close of a descriptor: it uploads the file if it
+// changed (or queues it, with write-back).
+func (h *handle) Flush(ctx context.Context) syscall.Errno {
+	if !h.write || h.s == nil {
+		return 0
+	}
+	return h.m.errno("flush", h.key(), h.s.Flush(h.m.ctx))
+}
+
+func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
+	if !h.write || h.s == nil {
+		return 0
+	}
+	return h.m.errno("fsync", h.key(), h.s.Sync(h.m.ctx))
+}
+
+func (h *handle) Release(ctx context.Context) syscall.Errno {
+	h.once.Do(func() {
+		if h.s != nil {
+			h.s.Release()
+		}
+		if h.r != nil {
+			h.r.Close()
+		}
+	})
+	return 0
+}
+
+func (h *handle) Getattr(ctx context.Context, out *fuse.AttrOut) syscall.Errno {
+	if h.s != nil {
+		h.m.fillAttr(h.s.Attr(), &out.Attr)
+		return 0
+	}
+	return syscall.ENOSYS
+}
