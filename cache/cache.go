@@ -342,7 +342,9 @@ func newID() string {
 	return hex.EncodeToString(b[:])
 }
 
-func isNotFound(err error) bool { return errors.Is(err, cos.ErrNotFound) || errors.Is(err, fs.ErrNotExist) }
+func isNotFound(err error) bool {
+	return errors.Is(err, cos.ErrNotFound) || errors.Is(err, fs.ErrNotExist)
+}
 
 // freeSpace returns the free bytes on the cache disk.
 func (c *Cache) freeSpace() int64 {
