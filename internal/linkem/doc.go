@@ -1,0 +1,59 @@
+// Package linkem is chute's link emulator: two network namespaces joined by
+// an emulated wide-area link, so that tests and benchmarks can run real
+// programs (chute, iperf3, an S3 server) across a long, lossy, slow path on
+// one machine.
+//
+// # Layout
+//
+// New creates two network namespaces, near and far (named
+// "chute-<name>-near" and "chute-<name>-far", bound under /run/netns like
+// `ip netns add` does). Each holds a TUN device, linkem0, configured
+// point-to-point: near has 10.201.X.1, far has 10.201.X.2 (X chosen so that
+// live emulators on the machine differ; both overridable), plus lo brought
+// up. The Go process reads every IP packet the kernel sends out of one TUN
+// device, passes it through that direction's emulated link, and writes it
+// into the other TUN device. TCP, UDP and ICMP are treated alike: the
+// emulator sees IP packets only.
+//
+// # The emulated link, per direction
+//
+// A packet entering a direction meets, in order:
+//
+//  1. random loss: independent (Bernoulli) with probability Link.Loss, or, when
+//     Link.LossBurst > 1, a two-state Gilbert model with the same mean loss
+//     rate and mean burst length LossBurst packets. Lost packets take no
+//     room in the queue and no time on the bottleneck (like netem's loss).
+//  2. the bottleneck: when Link.Rate is set, a drop-tail queue of Link.Queue
+//     bytes (default one bandwidth-delay product) in front of a serializer at
+//     Rate bits per second, counting whole IP packets. A packet that does not
+//     fit behind the bytes still waiting is dropped.
+//  3. propagation: Link.Delay plus, with Link.Jitter, a uniform random offset
+//     in [-Jitter, +Jitter]. Jitter never reorders: a packet whose drawn
+//     delay would let it overtake its predecessor leaves right after it
+//     instead, so large jitter at high packet rates skews delays upward.
+//
+// Decisions are made by a deterministic shaper that takes the current time
+// as an argument; the forwarding loops only read the clock, hold packets in
+// a FIFO and release each one at its due time. Release uses a timerfd on
+// CLOCK_MONOTONIC driven through the Go runtime's poller, so packets leave
+// within tens of microseconds of their due time on an idle machine (Stats
+// reports the measured lateness). The forwarder itself adds roughly 50-150
+// microseconds per direction on top of the configured delay.
+//
+// # Running things inside
+//
+// Namespace.Command builds an exec.Cmd that enters only the namespace's
+// network (nsenter --net=PATH), so the process still sees the host's
+// mounts. Namespace.Do runs a Go function on an OS thread switched into
+// the namespace; sockets created there stay in the namespace, which is
+// how tests listen and dial at Go level (Namespace.Listen, ListenPacket,
+// Dial).
+//
+// # Bookkeeping and cleanup
+//
+// Every live emulator holds an exclusive flock on /run/chute-linkem/<name>.json,
+// which also records its namespaces and addresses. New first removes the
+// namespaces of emulators whose owner died without Close (their lock is
+// free); Cleanup does the same on demand, and Down stops a named emulator.
+// Close stops forwarding and removes the namespaces and the record.
+package linkem
