@@ -187,10 +187,10 @@ func (ix *index) close(clean bool) error {
 	return errors.Join(err, ix.db.Close())
 }
 
-// badgerLogger sends Badger's messages to slog; its chatter goes to debug.
+// badgerLogger sends Badger's warnings and errors to slog; its chatter is dropped.
 type badgerLogger struct{ log *slog.Logger }
 
 func (l badgerLogger) Errorf(f string, a ...any)   { l.log.Error("badger: " + fmt.Sprintf(f, a...)) }
 func (l badgerLogger) Warningf(f string, a ...any) { l.log.Warn("badger: " + fmt.Sprintf(f, a...)) }
-func (l badgerLogger) Infof(f string, a ...any)    { l.log.Debug("badger: " + fmt.Sprintf(f, a...)) }
-func (l badgerLogger) Debugf(f string, a ...any)   { l.log.Debug("badger: " + fmt.Sprintf(f, a...)) }
+func (l badgerLogger) Infof(f string, a ...any)    {}
+func (l badgerLogger) Debugf(f string, a ...any)   {}

@@ -217,6 +217,28 @@ func (s *Staged) Truncate(size int64) error {
 	return nil
 }
 
+// Allocate reserves space for [off, off+size) (fallocate(2)); mode 0
+// extends the file, FALLOC_FL_KEEP_SIZE (1) does not.
+func (s *Staged) Allocate(off, size int64, mode uint32) error {
+	if mode&^1 != 0 {
+		return fmt.Errorf("fallocate %q: mode %#x: %w", s.Key(), mode, syscall.EOPNOTSUPP)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.quiesceLocked()
+	if err := syscall.Fallocate(int(s.f.Fd()), mode, off, size); err != nil {
+		if isNoSpace(err) {
+			err = ErrNoSpace
+		}
+		return fmt.Errorf("fallocate %q: %w", s.rec.Key, err)
+	}
+	if mode == 0 && off+size > s.rec.Size {
+		s.rec.Size = off + size
+		s.changedLocked()
+	}
+	return nil
+}
+
 // Flush is called on every close of a handle. When the file changed, it
 // uploads it and returns once the object is committed; with
 // Options.WriteBack it makes the staged file durable and queues the upload
@@ -547,16 +569,17 @@ func (c *Cache) fetchWhole(ctx context.Context, key string, e Entry, f *os.File)
 	}
 	var have []engine.Range
 	c.mu.Lock()
-	it := c.items[itemID(key, e.ETag, e.Size)]
-	if it != nil {
+	_, cached := c.items[itemID(key, e.ETag, e.Size)]
+	c.mu.Unlock()
+	if cached {
+		it, err := c.holdItem(key, e)
+		if err != nil {
+			return err
+		}
+		defer c.releaseItem(it)
 		it.mu.Lock()
-		it.refs++
 		have = append(have, it.have...)
 		it.mu.Unlock()
-	}
-	c.mu.Unlock()
-	if it != nil {
-		defer c.releaseItem(it)
 		buf := make([]byte, 1<<20)
 		for _, r := range have {
 			for off := r.Off; off < r.End(); {

@@ -18,6 +18,7 @@ type handle struct {
 	m      *mountFS
 	s      *cache.Staged
 	r      *cache.Reader
+	e      cache.Entry // the object as opened, for readers
 	write  bool
 	append bool
 
@@ -31,6 +32,7 @@ var (
 	_ gofs.FileFsyncer   = (*handle)(nil)
 	_ gofs.FileReleaser  = (*handle)(nil)
 	_ gofs.FileGetattrer = (*handle)(nil)
+	_ gofs.FileAllocater = (*handle)(nil)
 )
 
 func (h *handle) key() string {
@@ -96,10 +98,24 @@ func (h *handle) Release(ctx context.Context) syscall.Errno {
 	return 0
 }
 
-func (h *handle) Getattr(ctx context.Context, out *fuse.AttrOut) syscall.Errno {
+// attr returns the open file's attributes.
+func (h *handle) attr() cache.Entry {
 	if h.s != nil {
-		h.m.fillAttr(h.s.Attr(), &out.Attr)
-		return 0
+		return h.s.Attr()
 	}
-	return syscall.ENOSYS
+	return h.e
+}
+
+func (h *handle) Getattr(ctx context.Context, out *fuse.AttrOut) syscall.Errno {
+	h.m.fillAttr(h.attr(), &out.Attr)
+	return 0
+}
+
+// Allocate reserves space in the staged copy (fallocate(2) modes 0 and
+// FALLOC_FL_KEEP_SIZE); other modes are not supported.
+func (h *handle) Allocate(ctx context.Context, off uint64, size uint64, mode uint32) syscall.Errno {
+	if !h.write || h.s == nil {
+		return syscall.EBADF
+	}
+	return h.m.errno("fallocate", h.key(), h.s.Allocate(int64(off), int64(size), mode))
 }

@@ -350,8 +350,11 @@ func (f *fileNode) fileEntry() (string, cache.Entry, error) {
 }
 
 func (f *fileNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	if h, ok := fh.(*handle); ok && h.s != nil {
-		f.m.fillAttr(h.s.Attr(), &out.Attr)
+	if h, ok := fh.(*handle); ok {
+		f.m.fillAttr(h.attr(), &out.Attr)
+		if _, parent := f.Parent(); parent == nil {
+			out.Nlink = 0 // unlinked or replaced while open
+		}
 		return 0
 	}
 	key, e, err := f.fileEntry()
@@ -433,5 +436,5 @@ func (f *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 	if err != nil {
 		return nil, 0, m.errno("open", key, err)
 	}
-	return &handle{m: m, r: r}, 0, 0
+	return &handle{m: m, r: r, e: e}, 0, 0
 }

@@ -264,10 +264,10 @@ func (f *Fake) List(ctx context.Context, bucket string, opt cos.ListOptions) (co
 	seen := map[string]bool{}
 	n := 0
 	for _, k := range keys {
-		name := k
+		name, rolled := k, false
 		if opt.Delimiter != "" {
 			if i := strings.Index(k[len(opt.Prefix):], opt.Delimiter); i >= 0 {
-				name = k[:len(opt.Prefix)+i+len(opt.Delimiter)]
+				name, rolled = k[:len(opt.Prefix)+i+len(opt.Delimiter)], true
 			}
 		}
 		if name <= opt.StartAfter || seen[name] {
@@ -279,7 +279,7 @@ func (f *Fake) List(ctx context.Context, bucket string, opt cos.ListOptions) (co
 		}
 		seen[name] = true
 		n++
-		if name != k {
+		if rolled {
 			page.CommonPrefixes = append(page.CommonPrefixes, name)
 		} else {
 			page.Objects = append(page.Objects, withMeta(f.buckets[bucket][k].info))
