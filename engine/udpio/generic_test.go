@@ -189,10 +189,15 @@ func TestFallbackOverUDP(t *testing.T) {
 				return c
 			}
 			rx, tx := mk(), mk()
-			want := mixedBatch(addrOf(t, rx))
-			wait := recvAsync(t, rx, len(want), maxDatagram, 8)
-			send(t, tx, want)
-			expect(t, wait(), want, addrOf(t, tx))
+			// In slices that the socket's default receive buffer holds:
+			// the fallback cannot size the buffers of an opaque PacketConn.
+			all := mixedBatch(addrOf(t, rx))
+			for len(all) > 0 {
+				want := all[:min(8, len(all))]
+				all = all[len(want):]
+				send(t, tx, want)
+				expect(t, recvN(t, rx, len(want), maxDatagram, 8), want, addrOf(t, tx))
+			}
 		})
 	}
 }
