@@ -1,0 +1,481 @@
+package engine
+
+import (
+	"errors"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/chute/chute/engine/congestion"
+	"github.com/chute/chute/engine/internal/ranges"
+)
+
+// sendSource supplies a sending stream's bytes.
+type sendSource interface {
+	// ready is how many bytes from off can be read now without blocking.
+	ready(off int64) int64
+	// ReadAt reads bytes that ready said were there, or that were read
+	// before and not yet released.
+	ReadAt(p []byte, off int64) (int, error)
+	// release says bytes below off are acknowledged and will not be read
+	// again.
+	release(off int64)
+	// close stops any background reading.
+	close()
+}
+
+// readerAtSource sends from an io.ReaderAt that has every byte at hand
+// (a local file).
+type readerAtSource struct {
+	r    io.ReaderAt
+	size int64
+}
+
+func (s readerAtSource) ready(off int64) int64 { return s.size - off }
+func (s readerAtSource) ReadAt(p []byte, off int64) (int, error) {
+	n, err := s.r.ReadAt(p, off)
+	if n == len(p) {
+		err = nil
+	}
+	return n, err
+}
+func (readerAtSource) release(int64) {}
+func (readerAtSource) close()        {}
+
+// sendStream is one transfer's sending side.
+//
+// Its state is guarded by the session's mu (the stream is only touched by
+// the session's send loop and its ack processing), except done/err, which
+// finish guards with its own once.
+type sendStream struct {
+	id   uint32
+	sess *session
+	src  sendSource
+
+	unsent  *ranges.Set // never sent
+	retx    *ranges.Set // declared lost, to send again
+	pending *ranges.Set // not yet acknowledged
+	active  bool        // in the session's round-robin order
+	paused  bool
+	cap     *congestion.Pacer // this transfer's own target rate, or nil
+
+	// Counters in bytes.
+	total, sent, retrans, ackedB int64
+
+	finishOnce sync.Once
+	done       chan struct{}
+	err        error
+}
+
+func newSendStream(id uint32, src sendSource, need *ranges.Set) *sendStream {
+	return &sendStream{
+		id:      id,
+		src:     src,
+		unsent:  need.Clone(),
+		retx:    &ranges.Set{},
+		pending: need.Clone(),
+		total:   need.Size(),
+		done:    make(chan struct{}),
+	}
+}
+
+// activate puts the stream in the session's order if it has work. Call
+// with the session's mu held.
+func (st *sendStream) activate() {
+	if st.active || st.paused || st.sess == nil {
+		return
+	}
+	if st.unsent.Count() == 0 && st.retx.Count() == 0 {
+		if st.pending.Count() == 0 {
+			st.finish(nil)
+		}
+		return
+	}
+	st.active = true
+	st.sess.order = append(st.sess.order, st)
+}
+
+func (st *sendStream) deactivate() {
+	if st.active {
+		st.active = false
+		st.sess.deactivate(st)
+	}
+}
+
+// next picks the stream's next packet: lost bytes first, then new ones. It
+// returns n == 0 when there is nothing to send now, with wait > 0 if the
+// stream's own rate cap or its source will allow more after wait. Call
+// with the session's mu held.
+func (st *sendStream) next(now time.Time, max int) (off int64, n int, retrans bool, wait time.Duration) {
+	if st.cap != nil {
+		if w := st.cap.Wait(now, float64(max)); w > 0 {
+			return 0, 0, false, w
+		}
+	}
+	if r, ok := st.retx.First(); ok {
+		n = int(min(r.Len, int64(max)))
+		st.retx.Remove(r.Off, int64(n))
+		st.retrans += int64(n)
+		st.sent += int64(n)
+		st.spend(now, n)
+		return r.Off, n, true, 0
+	}
+	r, ok := st.unsent.First()
+	if !ok {
+		st.deactivate()
+		return 0, 0, false, 0
+	}
+	ready := st.src.ready(r.Off)
+	if ready <= 0 {
+		return 0, 0, false, 5 * time.Millisecond
+	}
+	n = int(min(r.Len, int64(max), ready))
+	st.unsent.Remove(r.Off, int64(n))
+	st.sent += int64(n)
+	st.spend(now, n)
+	return r.Off, n, false, 0
+}
+
+func (st *sendStream) spend(now time.Time, n int) {
+	if st.cap != nil {
+		st.cap.Spend(now, float64(n))
+	}
+}
+
+func (st *sendStream) read(p []byte, off int64) error {
+	_, err := st.src.ReadAt(p, off)
+	if err != nil {
+		return err
+	}
+	return nil
+}
+
+// acked records bytes the receiver holds. Call with the session's mu held.
+func (st *sendStream) acked(off, n int64) {
+	before := st.pending.Size()
+	st.pending.Remove(off, n)
+	st.retx.Remove(off, n)
+	st.ackedB += before - st.pending.Size()
+	if first, ok := st.pending.First(); ok {
+		st.src.release(first.Off)
+	} else {
+		st.src.release(1 << 62)
+		st.deactivate()
+		st.finish(nil)
+	}
+}
+
+// lost records bytes of a lost packet for resending. Call with the
+// session's mu held.
+func (st *sendStream) lost(off, n int64) {
+	for _, r := range st.pending.Intersect(off, n) {
+		st.retx.Add(r.Off, r.Len)
+	}
+	if st.retx.Count() > 0 {
+		st.activate()
+	}
+}
+
+// finish ends the stream with err (nil: every byte acknowledged).
+func (st *sendStream) finish(err error) {
+	st.finishOnce.Do(func() {
+		st.err = err
+		st.src.close()
+		close(st.done)
+	})
+}
+
+// setPaused stops or restarts sending. Call with the session's mu held.
+func (st *sendStream) setPaused(p bool) {
+	st.paused = p
+	if p {
+		st.deactivate()
+	} else {
+		st.activate()
+	}
+}
+
+// setCap sets the stream's own target rate in bytes per second (0: none).
+// Call with the session's mu held.
+func (st *sendStream) setCap(rate float64, now time.Time) {
+	if rate <= 0 {
+		st.cap = nil
+		return
+	}
+	if st.cap == nil {
+		st.cap = congestion.NewPacer(rate, now)
+	} else {
+		st.cap.SetRate(rate)
+	}
+}
+
+// recvStream is one transfer's receiving side: it gathers payloads into
+// blocks and writes each block to the destination in one call, from its
+// own goroutine, so the read loop never waits on a disk.
+type recvStream struct {
+	id     uint32
+	dest   io.WriterAt
+	onData func(off, n int64)
+
+	mu      sync.Mutex
+	want    *ranges.Set // bytes to receive
+	got     *ranges.Set // received: in a block or written
+	written *ranges.Set // written to dest
+	blocks  map[int64]*wblock
+	queued  int // blocks handed to the writer and not yet written
+	err     error
+	closed  bool
+	doneCh  chan struct{}
+	changed chan struct{} // closed and replaced whenever written grows
+
+	qmu     sync.Mutex // guards sending on and closing writeq
+	qclosed bool
+	writeq  chan *wblock
+}
+
+// recvBlockSize is the unit in which received bytes are written.
+const recvBlockSize = 1 << 20
+
+// maxOpenBlocks bounds memory held in partly filled blocks; beyond it the
+// oldest partial block is written as it stands.
+const maxOpenBlocks = 96
+
+type wblock struct {
+	off    int64 // block start (a multiple of recvBlockSize)
+	buf    []byte
+	have   ranges.Set // offsets relative to off
+	want   int64      // bytes of this block the stream wants
+	filled int64
+}
+
+var blockPool = sync.Pool{New: func() any { b := make([]byte, recvBlockSize); return &b }}
+
+func newRecvStream(id uint32, dest io.WriterAt, want *ranges.Set, onData func(off, n int64)) *recvStream {
+	r := &recvStream{
+		id:      id,
+		dest:    dest,
+		onData:  onData,
+		want:    want.Clone(),
+		got:     &ranges.Set{},
+		written: &ranges.Set{},
+		blocks:  map[int64]*wblock{},
+		doneCh:  make(chan struct{}),
+		changed: make(chan struct{}),
+		writeq:  make(chan *wblock, 64),
+	}
+	if want.Count() == 0 {
+		close(r.doneCh)
+	}
+	go r.writer()
+	return r
+}
+
+// deliver stores a payload; it returns the bytes that were duplicates (or
+// outside what the stream wants).
+func (r *recvStream) deliver(off int64, p []byte) (dup int64) {
+	n := int64(len(p))
+	r.mu.Lock()
+	if r.closed || r.err != nil {
+		r.mu.Unlock()
+		return 0
+	}
+	var full []*wblock
+	var added int64
+	for _, piece := range r.want.Intersect(off, n) {
+		for _, m := range r.got.Missing(piece.Off, piece.Len) {
+			for pos := m.Off; pos < m.End(); {
+				boff := pos - pos%recvBlockSize
+				end := min(m.End(), boff+recvBlockSize)
+				b := r.blocks[boff]
+				if b == nil {
+					buf := blockPool.Get().(*[]byte)
+					b = &wblock{off: boff, buf: *buf}
+					// The block waits for the wanted bytes not yet received
+					// (an earlier block here may have been written partly).
+					for _, w := range r.want.Intersect(boff, recvBlockSize) {
+						b.want += w.Len
+					}
+					for _, g := range r.got.Intersect(boff, recvBlockSize) {
+						b.want -= g.Len
+					}
+					r.blocks[boff] = b
+				}
+				copy(b.buf[pos-boff:end-boff], p[pos-off:end-off])
+				b.have.Add(pos-boff, end-pos)
+				b.filled += end - pos
+				if b.filled == b.want {
+					delete(r.blocks, boff)
+					full = append(full, b)
+				}
+				pos = end
+			}
+			r.got.Add(m.Off, m.Len)
+			added += m.Len
+		}
+	}
+	var evict *wblock
+	if len(r.blocks) > maxOpenBlocks {
+		for _, b := range r.blocks {
+			if evict == nil || b.off < evict.off {
+				evict = b
+			}
+		}
+		delete(r.blocks, evict.off)
+		full = append(full, evict)
+	}
+	r.queued += len(full)
+	r.mu.Unlock()
+	for _, b := range full {
+		r.enqueue(b)
+	}
+	return n - added
+}
+
+// enqueue hands a block to the writer (r.queued already counts it).
+func (r *recvStream) enqueue(b *wblock) {
+	r.qmu.Lock()
+	defer r.qmu.Unlock()
+	if r.qclosed {
+		buf := b.buf
+		blockPool.Put(&buf)
+		r.mu.Lock()
+		r.queued--
+		r.mu.Unlock()
+		return
+	}
+	r.writeq <- b
+}
+
+// writer writes full (or evicted) blocks to the destination.
+func (r *recvStream) writer() {
+	for b := range r.writeq {
+		var err error
+		for _, h := range b.have.Ranges() {
+			if _, werr := r.dest.WriteAt(b.buf[h.Off:h.End()], b.off+h.Off); werr != nil {
+				err = werr
+				break
+			}
+		}
+		buf := b.buf
+		blockPool.Put(&buf)
+		r.mu.Lock()
+		r.queued--
+		if err != nil {
+			if r.err == nil {
+				r.err = err
+				close(r.changed)
+				r.changed = make(chan struct{})
+			}
+			r.mu.Unlock()
+			continue
+		}
+		for _, h := range b.have.Ranges() {
+			r.written.Add(b.off+h.Off, h.Len)
+		}
+		complete := r.written.Size() == r.want.Size() && r.err == nil
+		close(r.changed)
+		r.changed = make(chan struct{})
+		r.mu.Unlock()
+		if r.onData != nil {
+			for _, h := range b.have.Ranges() {
+				r.onData(b.off+h.Off, h.Len)
+			}
+		}
+		if complete {
+			select {
+			case <-r.doneCh:
+			default:
+				close(r.doneCh)
+			}
+		}
+	}
+}
+
+// flushPartial writes every partly filled block now (for a checkpoint or
+// before giving up), so that written reflects all that was received.
+func (r *recvStream) flushPartial() {
+	r.mu.Lock()
+	var bs []*wblock
+	for k, b := range r.blocks {
+		bs = append(bs, b)
+		delete(r.blocks, k)
+	}
+	r.queued += len(bs)
+	r.mu.Unlock()
+	for _, b := range bs {
+		r.enqueue(b)
+	}
+}
+
+// waitIdle waits until every queued block is written (or ctx-like stop).
+func (r *recvStream) waitIdle(stop <-chan struct{}) {
+	for {
+		r.mu.Lock()
+		q := r.queued
+		ch := r.changed
+		r.mu.Unlock()
+		if q == 0 {
+			return
+		}
+		select {
+		case <-ch:
+		case <-stop:
+			return
+		}
+	}
+}
+
+// written returns a copy of what is on the destination.
+func (r *recvStream) writtenSet() *ranges.Set {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.written.Clone()
+}
+
+func (r *recvStream) received() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.got.Size()
+}
+
+// done is closed when every wanted byte is written.
+func (r *recvStream) done() <-chan struct{} { return r.doneCh }
+
+func (r *recvStream) failed() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.err
+}
+
+func (r *recvStream) fail(err error) {
+	if err == nil {
+		err = errors.New("stream closed")
+	}
+	r.mu.Lock()
+	if r.err == nil {
+		r.err = err
+		close(r.changed)
+		r.changed = make(chan struct{})
+	}
+	r.mu.Unlock()
+	r.close()
+}
+
+// close stops the writer once queued blocks are written; blocks still
+// open are dropped.
+func (r *recvStream) close() {
+	r.mu.Lock()
+	r.closed = true
+	for k, b := range r.blocks {
+		buf := b.buf
+		blockPool.Put(&buf)
+		delete(r.blocks, k)
+	}
+	r.mu.Unlock()
+	r.qmu.Lock()
+	if !r.qclosed {
+		r.qclosed = true
+		close(r.writeq)
+	}
+	r.qmu.Unlock()
+}
