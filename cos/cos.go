@@ -32,16 +32,16 @@ import (
 // Errors callers test with errors.Is. Implementations wrap them in an
 // *Error that records the operation, bucket and key.
 var (
-	ErrNotFound      = errors.New("not found")              // no such object, bucket or upload
-	ErrExists        = errors.New("already exists")         // e.g. CreateBucket on an existing bucket
-	ErrPermission    = errors.New("permission denied")      // the store refused the credentials or the action
-	ErrInvalidKey    = errors.New("invalid object key")     // see ValidKey
-	ErrInvalidBucket = errors.New("invalid bucket name")    // see ValidBucket
-	ErrUnavailable   = errors.New("store unavailable")      // network error, timeout, 5xx after retries
-	ErrConflict      = errors.New("conflicting change")     // precondition failed, upload changed under us
-	ErrNotEmpty      = errors.New("folder not empty")       // reserved for callers that remove folders
-	ErrTooLarge      = errors.New("object too large")       // beyond the store's limits (e.g. 10,000 parts)
-	ErrChecksum      = errors.New("checksum mismatch")      // data does not match the expected digest
+	ErrNotFound      = errors.New("not found")               // no such object, bucket or upload
+	ErrExists        = errors.New("already exists")          // e.g. CreateBucket on an existing bucket
+	ErrPermission    = errors.New("permission denied")       // the store refused the credentials or the action
+	ErrInvalidKey    = errors.New("invalid object key")      // see ValidKey
+	ErrInvalidBucket = errors.New("invalid bucket name")     // see ValidBucket
+	ErrUnavailable   = errors.New("store unavailable")       // network error, timeout, 5xx after retries
+	ErrConflict      = errors.New("conflicting change")      // precondition failed, upload changed under us
+	ErrNotEmpty      = errors.New("folder not empty")        // reserved for callers that remove folders
+	ErrTooLarge      = errors.New("object too large")        // beyond the store's limits (e.g. 10,000 parts)
+	ErrChecksum      = errors.New("checksum mismatch")       // data does not match the expected digest
 	ErrUnsupported   = errors.New("operation not supported") // the store cannot do this at all
 )
 
@@ -70,8 +70,8 @@ func (e *Error) Unwrap() error { return e.Err }
 // Meta is an object's user metadata, stored under the names rclone and s3fs
 // use. The zero value of a field means "not recorded".
 type Meta struct {
-	Mtime  time.Time // "mtime": written as decimal seconds with a fractional part (rclone's form); integer seconds (s3fs's form) are read too
-	Mode   uint32    // "mode": decimal st_mode, as s3fs writes it (e.g. 33188 for a 0644 file)
+	Mtime  time.Time // "mtime": decimal seconds, a nine-digit fraction when not whole (see FormatMtime); read in any decimal form (ParseMtime)
+	Mode   uint32    // "mode": st_mode, written in decimal as s3fs does (33188 for a 0644 file); rclone's octal is read too (ParseMode)
 	UID    *uint32   // "uid": decimal; nil when absent
 	GID    *uint32   // "gid": decimal; nil when absent
 	SHA256 string    // "sha256": lower-case hex of the whole object, when known
@@ -102,10 +102,11 @@ func (o ObjectInfo) ModTime() time.Time {
 type ListOptions struct {
 	Prefix    string // only keys starting with Prefix
 	Delimiter string // "" for a flat listing, "/" to roll up folders into CommonPrefixes
-	// StartAfter continues a listing: only keys (and prefixes) sorting after
-	// it are returned. Pass the previous page's NextStartAfter.
+	// StartAfter continues a listing: only keys and common prefixes sorting
+	// after it are returned (so a prefix StartAfter falls inside is not
+	// returned again). Pass the previous page's NextStartAfter.
 	StartAfter string
-	MaxKeys    int // at most this many Objects+CommonPrefixes per page; 0 means 1000
+	MaxKeys    int // at most this many Objects+CommonPrefixes per page; 0 (or more than 1000) means 1000
 }
 
 // ListPage is one page of a listing, in lexical key order. Objects do not
@@ -121,6 +122,10 @@ type ListPage struct {
 type ReadOptions struct {
 	Offset int64
 	Length int64 // -1 means to the end of the object
+	// IfMatch, when set, is the ETag the object must still have (from an
+	// earlier Stat); if it has changed, Read fails with ErrConflict. Reads
+	// of one object in several ranges use it so as not to mix versions.
+	IfMatch string
 }
 
 // Store is an object store holding buckets of objects.
@@ -145,7 +150,10 @@ type Store interface {
 	Read(ctx context.Context, bucket, key string, opt ReadOptions) (io.ReadCloser, error)
 	// Put stores r's size bytes (size -1: until EOF) as the object,
 	// atomically: readers see the old object or the new one, never a part.
-	// Large objects go up in multipart uploads underneath.
+	// Large objects go up in multipart uploads underneath. When
+	// meta.SHA256 is set, Put fails with ErrChecksum, leaving the key as it
+	// was, if the data does not match it. A folder marker ("dir/") must be
+	// empty.
 	Put(ctx context.Context, bucket, key string, r io.Reader, size int64, meta Meta) (ObjectInfo, error)
 	// List returns one page of the bucket's keys in lexical order.
 	List(ctx context.Context, bucket string, opt ListOptions) (ListPage, error)
@@ -205,8 +213,11 @@ type Upload interface {
 	WritePart(ctx context.Context, n int, r io.Reader) (Part, error)
 	// Complete assembles the parts into the object, atomically: the key shows
 	// the previous object (or none) until Complete returns. It fails with
-	// ErrConflict if a part is missing.
+	// ErrConflict if a part is missing (the upload stays, to be finished),
+	// and with ErrNotFound once the upload is gone. It does not check
+	// Meta.SHA256: the caller verifies the data before completing.
 	Complete(ctx context.Context) (ObjectInfo, error)
-	// Abort discards the upload and its parts.
+	// Abort discards the upload and its parts. Aborting an upload that is
+	// already gone is not an error.
 	Abort(ctx context.Context) error
 }
