@@ -155,6 +155,9 @@ func (c *linuxConn) ReadBatch(ms []Message) (int, error) {
 		r.prepareBufs(ms[:min(len(ms), maxVec)])
 	}
 	if err := c.rc.Read(r.fn); err != nil {
+		if !c.gro {
+			clear(r.iovs[:r.want])
+		}
 		return 0, c.opError("read", netip.AddrPort{}, err)
 	}
 	if r.errno != 0 {
@@ -175,6 +178,7 @@ func (c *linuxConn) ReadBatch(ms []Message) (int, error) {
 		m.Truncated = h.hdr.flags&syscall.MSG_TRUNC != 0
 		m.Addr = r.decode(&r.names[i])
 	}
+	clear(r.iovs[:r.want]) // do not keep the caller's buffers alive
 	return r.got, nil
 }
 
@@ -397,6 +401,7 @@ func alignedBytes(n int) []byte {
 // WriteBatch implements Conn.
 func (c *linuxConn) WriteBatch(ms []Message) (int, error) {
 	w := &c.w
+	defer clear(w.iovs[:min(len(ms), len(w.iovs))]) // do not keep the caller's buffers alive
 	sent := 0
 	for sent < len(ms) {
 		gso := c.gso.Load()

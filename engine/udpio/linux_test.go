@@ -246,33 +246,43 @@ func TestBatchBeyondLimits(t *testing.T) {
 		opt       Options
 		count     int
 		size      int
+		last      int // size of the last datagram if not 0
 		gsoSends  int // GSO groups expected
 		syscalls  int // sendmmsg calls expected
 		recvBatch int
 	}{
+		// 59 × 1100 + 587 = MaxGSOBytes: one send.
+		{"exactly MaxGSOBytes", Options{}, 60, 1100, 587, 1, 1, 64},
+		// One byte more and the last datagram goes alone.
+		{"one byte over", Options{}, 60, 1100, 588, 1, 1, 64},
 		// 64 segments per GSO send at most: 64+64+64+8.
-		{"segments", Options{}, 200, 100, 4, 1, 64},
+		{"segments", Options{}, 200, 100, 0, 4, 1, 64},
 		// 46 × 1400 bytes fit under MaxGSOBytes, 47 do not: 46+46+8.
-		{"bytes", Options{}, 100, 1400, 3, 1, 64},
+		{"bytes", Options{}, 100, 1400, 0, 3, 1, 64},
 		// 1024 headers per sendmmsg: 1024+1024+952.
-		{"mmsg", Options{DisableGSO: true}, 3000, 200, 0, 3, 256},
+		{"mmsg", Options{DisableGSO: true}, 3000, 200, 0, 0, 3, 256},
 		// One sendmsg per datagram.
-		{"nommsg", Options{DisableGSO: true, DisableMMsg: true}, 50, 200, 0, 50, 8},
+		{"nommsg", Options{DisableGSO: true, DisableMMsg: true}, 50, 200, 0, 0, 50, 8},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			rx := open(t, "udp4", "127.0.0.1:0", tc.opt)
-			tx := open(t, "udp4", "127.0.0.1:0", tc.opt)
-			var want []Message
-			for i := range tc.count {
-				want = append(want, Message{Buf: datagram(i, tc.size), Addr: addrOf(t, rx)})
-			}
-			wait := recvAsync(t, rx, len(want), 2048, tc.recvBatch)
-			send(t, tx, want)
-			expect(t, wait(), want, addrOf(t, tx))
-			w := &linuxOf(t, tx).w
-			if w.gsoSends != tc.gsoSends || w.syscalls != tc.syscalls {
-				t.Fatalf("%d GSO sends in %d system calls, want %d in %d", w.gsoSends, w.syscalls, tc.gsoSends, tc.syscalls)
+			for _, fam := range []struct{ network, addr string }{{"udp4", "127.0.0.1:0"}, {"udp6", "[::1]:0"}} {
+				rx := open(t, fam.network, fam.addr, tc.opt)
+				tx := open(t, fam.network, fam.addr, tc.opt)
+				var want []Message
+				for i := range tc.count {
+					want = append(want, Message{Buf: datagram(i, tc.size), Addr: addrOf(t, rx)})
+				}
+				if tc.last != 0 {
+					want[len(want)-1].Buf = datagram(len(want)-1, tc.last)
+				}
+				wait := recvAsync(t, rx, len(want), 2048, tc.recvBatch)
+				send(t, tx, want)
+				expect(t, wait(), want, addrOf(t, tx))
+				w := &linuxOf(t, tx).w
+				if w.gsoSends != tc.gsoSends || w.syscalls != tc.syscalls {
+					t.Fatalf("%s: %d GSO sends in %d system calls, want %d in %d", fam.network, w.gsoSends, w.syscalls, tc.gsoSends, tc.syscalls)
+				}
 			}
 		})
 	}
