@@ -29,6 +29,7 @@ type upOptions struct {
 	json          bool
 	readyFile     string
 	statsInterval time.Duration
+	nice          int
 }
 
 func (o *upOptions) AddFlags(fs *pflag.FlagSet) {
@@ -44,6 +45,7 @@ func (o *upOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.json, "json", false, "print the namespaces and addresses, and the final stats, as JSON lines")
 	fs.StringVar(&o.readyFile, "ready-file", "", "write the JSON description to this file once the link is up")
 	fs.DurationVar(&o.statsInterval, "stats-interval", 0, "log the counters this often (0: only at exit)")
+	fs.IntVar(&o.nice, "nice", -10, "scheduling niceness of the forwarder, so that a busy machine delays packets less (0: leave as is)")
 }
 
 func init() {
@@ -109,6 +111,11 @@ func runUp(ctx context.Context, env *Env, o *upOptions) error {
 		return err
 	}
 	cfg.Logger = env.Logger
+	if o.nice != 0 {
+		if err := linkem.SetNice(o.nice); err != nil {
+			env.Logger.Warn("linkem: cannot change niceness", "err", err)
+		}
+	}
 	if o.cc != "" && o.allowCC {
 		if err := allowCongestionControl(o.cc); err != nil {
 			return err

@@ -203,3 +203,41 @@ func TestPipeLossCounted(t *testing.T) {
 		t.Fatalf("lost %d of %d at 25%%", st.Lost, n)
 	}
 }
+
+// TestPipeJitterKeepsOrder sends packets 100µs apart through a link with
+// 20ms ± 5ms delay: they arrive in order, none sooner than 15ms after it
+// was sent, and their delays spread over most of the jitter range.
+func TestPipeJitterKeepsOrder(t *testing.T) {
+	h := startPipe(t, Link{Delay: 20 * time.Millisecond, Jitter: 5 * time.Millisecond}, 0)
+	const n = 500
+	start := time.Now()
+	go func() {
+		buf := make([]byte, 100)
+		for i := range n {
+			binary.BigEndian.PutUint32(buf, uint32(i))
+			binary.BigEndian.PutUint64(buf[4:], uint64(time.Since(start)))
+			h.src.Write(buf)
+			time.Sleep(100 * time.Microsecond)
+		}
+	}()
+	buf := make([]byte, 200)
+	h.dst.SetReadDeadline(time.Now().Add(10 * time.Second))
+	lo, hi := time.Hour, time.Duration(0)
+	for i := range n {
+		if _, err := h.dst.Read(buf); err != nil {
+			t.Fatalf("packet %d: %v", i, err)
+		}
+		took := time.Since(start) - time.Duration(binary.BigEndian.Uint64(buf[4:]))
+		if seq := binary.BigEndian.Uint32(buf); seq != uint32(i) {
+			t.Fatalf("got packet %d at position %d: reordered", seq, i)
+		}
+		if took < 15*time.Millisecond {
+			t.Fatalf("packet %d took %v, less than delay - jitter", i, took)
+		}
+		lo, hi = min(lo, took), max(hi, took)
+	}
+	t.Logf("delays from %v to %v", lo, hi)
+	if lo > 17*time.Millisecond || hi < 23*time.Millisecond {
+		t.Fatalf("delays from %v to %v: jitter did not spread them", lo, hi)
+	}
+}
