@@ -170,7 +170,7 @@ func runUp(ctx context.Context, env *Env, o *upOptions) error {
 				s := st.Dir(d)
 				env.Logger.Info("linkem: stats", "dir", d.String(), "in", s.PacketsIn, "lost", s.Lost,
 					"queue_drops", s.QueueDrops, "forwarded", s.Forwarded, "max_queue", s.MaxQueue,
-					"late_p50", s.Late.P50, "late_p99", s.Late.P99, "stalls", s.Stalls)
+					"late_p50", s.Late.P50, "late_p99", s.Late.P99, "stalls", s.Stalls, "kernel_drops", s.KernelDrops)
 			}
 		}
 	}
@@ -205,9 +205,9 @@ func printUp(w io.Writer, d upDescription) {
 func printStats(w io.Writer, st linkem.Stats) {
 	for _, d := range []linkem.Dir{linkem.NearToFar, linkem.FarToNear} {
 		s := st.Dir(d)
-		fmt.Fprintf(w, "%s: in %d pkts/%d B, lost %d, queue drops %d, forwarded %d pkts/%d B, in flight %d, max queue %d/%d B, stalls %d, lateness p50 %v p99 %v max %v\n",
+		fmt.Fprintf(w, "%s: in %d pkts/%d B, lost %d, queue drops %d, forwarded %d pkts/%d B, in flight %d, max queue %d/%d B, lateness p50 %v p99 %v max %v; overload: %d stalls, %d kernel drops\n",
 			d, s.PacketsIn, s.BytesIn, s.Lost, s.QueueDrops, s.Forwarded, s.ForwardedBytes, s.InFlight,
-			s.MaxQueue, s.QueueLimit, s.Stalls, s.Late.P50, s.Late.P99, s.Late.Max)
+			s.MaxQueue, s.QueueLimit, s.Late.P50, s.Late.P99, s.Late.Max, s.Stalls, s.KernelDrops)
 	}
 }
 

@@ -81,5 +81,6 @@ func benchTCP(b *testing.B, cfg linkem.Config) {
 	b.ReportMetric(float64(st.Late.P50.Microseconds()), "late-p50-µs")
 	b.ReportMetric(float64(st.Late.P99.Microseconds()), "late-p99-µs")
 	b.ReportMetric(float64(st.Lost+st.QueueDrops)/float64(max(st.PacketsIn, 1))*100, "drop-%")
+	b.ReportMetric(float64(st.KernelDrops), "kernel-drops")
 	b.Logf("near→far %+v", st)
 }

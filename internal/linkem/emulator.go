@@ -222,7 +222,19 @@ func (e *Emulator) SetLink(d Dir, l Link) error {
 
 // Stats returns the counters of both directions.
 func (e *Emulator) Stats() Stats {
-	return Stats{NearToFar: e.pipes[NearToFar].stats(), FarToNear: e.pipes[FarToNear].stats()}
+	st := Stats{NearToFar: e.pipes[NearToFar].stats(), FarToNear: e.pipes[FarToNear].stats()}
+	for _, x := range []struct {
+		ns *Namespace
+		to *uint64
+	}{{e.near, &st.NearToFar.KernelDrops}, {e.far, &st.FarToNear.KernelDrops}} {
+		// After Close the namespaces are gone; the counters stay zero.
+		x.ns.Do(func() error {
+			n, err := tunTxDropped()
+			*x.to = n
+			return err
+		})
+	}
+	return st
 }
 
 // Done is closed when forwarding stops: after Close, or when a forwarding

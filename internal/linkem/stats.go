@@ -41,6 +41,11 @@ type DirStats struct {
 	// writer fell more than a few milliseconds behind: the machine could
 	// not keep up, and the kernel queued or dropped packets meanwhile.
 	Stalls uint64 `json:"stalls"`
+	// KernelDrops counts packets the sending namespace's kernel dropped
+	// because its TUN device's queue was full: the forwarder could not
+	// keep up (it is not part of the emulated link). They never reach
+	// the emulator, so PacketsIn does not count them.
+	KernelDrops uint64 `json:"kernel_drops"`
 	// InFlight counts packets held for their due time.
 	InFlight uint64 `json:"in_flight"`
 	// Queue is the bytes waiting for the bottleneck now; MaxQueue the most
