@@ -401,7 +401,7 @@ func alignedBytes(n int) []byte {
 // WriteBatch implements Conn.
 func (c *linuxConn) WriteBatch(ms []Message) (int, error) {
 	w := &c.w
-	defer clear(w.iovs[:min(len(ms), len(w.iovs))]) // do not keep the caller's buffers alive
+	defer w.release(len(ms))
 	sent := 0
 	for sent < len(ms) {
 		gso := c.gso.Load()
@@ -476,6 +476,12 @@ type writer struct {
 func (w *writer) init(c *linuxConn) {
 	w.c = c
 	w.fn = w.send
+}
+
+// release forgets the buffers of the last n messages sent, so that the
+// writer does not keep the caller's memory alive.
+func (w *writer) release(n int) {
+	clear(w.iovs[:min(n, len(w.iovs))])
 }
 
 // grow makes room for n headers and iovecs; it allocates only when n

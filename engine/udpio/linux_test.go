@@ -574,3 +574,24 @@ func TestNotUDPConnFallsBack(t *testing.T) {
 		t.Fatalf("New over a wrapped PacketConn = %T with %+v, want the fallback with no offloads", c, c.Caps())
 	}
 }
+
+// TestForgetsCallerBuffers: after a call, no header still points at the
+// caller's memory (which would keep it from being collected).
+func TestForgetsCallerBuffers(t *testing.T) {
+	rx := open(t, "udp4", "127.0.0.1:0", Options{DisableGRO: true})
+	tx := open(t, "udp4", "127.0.0.1:0", Options{})
+	var ms []Message
+	for i := range 1500 { // more than the first allocation of headers
+		ms = append(ms, Message{Buf: datagram(i, 100), Addr: addrOf(t, rx)})
+	}
+	wait := recvAsync(t, rx, len(ms), 200, 64)
+	send(t, tx, ms)
+	wait()
+	for name, iovs := range map[string][]iovec{"writer": linuxOf(t, tx).w.iovs, "reader": linuxOf(t, rx).r.iovs} {
+		for i, v := range iovs {
+			if v.base != nil {
+				t.Fatalf("%s iovec %d still points at a caller's buffer", name, i)
+			}
+		}
+	}
+}
