@@ -35,10 +35,25 @@
 // Decisions are made by a deterministic shaper that takes the current time
 // as an argument; the forwarding loops only read the clock, hold packets in
 // a FIFO and release each one at its due time. Release uses a timerfd on
-// CLOCK_MONOTONIC driven through the Go runtime's poller, so packets leave
-// within tens of microseconds of their due time on an idle machine (Stats
-// reports the measured lateness). The forwarder itself adds roughly 50-150
-// microseconds per direction on top of the configured delay.
+// CLOCK_MONOTONIC driven through the Go runtime's poller. The timer is set
+// to fire early by a learned estimate of the wake-up latency (its 5th
+// percentile), and the writer spins out the rest, so a packet never leaves
+// before its due time and usually leaves 30-70µs after it; Stats reports
+// the measured lateness. A round trip with zero configured delay takes
+// about 70-120µs through both forwarders.
+//
+// # Capacity
+//
+// Every packet costs one read and one write system call, and the kernel's
+// work for the endpoints' stacks largely runs in the forwarder's threads.
+// On a 2-core virtual machine shared with other work this gives roughly
+// 500-700 Mbit/s of TCP with no delay and 200-450 Mbit/s over tens of
+// milliseconds with loss (BenchmarkTCP; `linkem up` at niceness -10).
+// When the forwarder falls behind, its reader stops until the writer
+// catches up (Stats.Stalls) and the sending kernel drops what overflows
+// its TUN queue (Stats.KernelDrops): overload shows up as drops, as at a
+// saturated router, not as ever-growing delay. Any non-zero KernelDrops
+// means the machine, not the emulated link, limited that run.
 //
 // # Running things inside
 //
