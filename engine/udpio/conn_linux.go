@@ -403,8 +403,9 @@ func (c *linuxConn) WriteBatch(ms []Message) (int, error) {
 	w := &c.w
 	defer w.release(len(ms))
 	sent := 0
+	tooBig := false // a GSO send exceeded the path MTU: no more GSO in this call
 	for sent < len(ms) {
-		gso := c.gso.Load()
+		gso := c.gso.Load() && !tooBig
 		entries, berr := w.build(ms[sent:], gso)
 		retry := false
 		for e := 0; e < entries; {
@@ -417,6 +418,14 @@ func (c *linuxConn) WriteBatch(ms []Message) (int, error) {
 					// The path cannot take GSO: never again, and this
 					// batch once more without it.
 					c.gso.Store(false)
+					retry = true
+					break
+				}
+				if w.counts[e] > 1 && w.errno == syscall.EMSGSIZE {
+					// Segments larger than the path MTU: send them as
+					// separate datagrams, which the kernel fragments or
+					// refuses exactly as it would without GSO.
+					tooBig = true
 					retry = true
 					break
 				}

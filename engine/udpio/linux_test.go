@@ -595,3 +595,71 @@ func TestForgetsCallerBuffers(t *testing.T) {
 		}
 	}
 }
+
+// withSockopt opens a socket, sets an option on it before New, and wraps it.
+func withSockopt(t *testing.T, network, addr string, level, opt, value int) Conn {
+	t.Helper()
+	u := listen(t, network, addr)
+	rc, err := u.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var serr error
+	rc.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), level, opt, value) })
+	if serr != nil {
+		t.Fatalf("setsockopt(%d, %d, %d): %v", level, opt, value, serr)
+	}
+	c, err := New(u, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// TestGSORefusedByKernel: a socket that sends without UDP checksums
+// (SO_NO_CHECK) cannot use GSO, and the kernel says so with EINVAL, as it
+// does with EIO for a NIC without checksum offload. The batch must arrive
+// and GSO stay off.
+func TestGSORefusedByKernel(t *testing.T) {
+	requireGSOGRO(t)
+	rx := open(t, "udp4", "127.0.0.1:0", Options{})
+	tx := withSockopt(t, "udp4", "127.0.0.1:0", syscall.SOL_SOCKET, syscall.SO_NO_CHECK, 1)
+	var ms []Message
+	for i := range 20 {
+		ms = append(ms, Message{Buf: datagram(i, 1400), Addr: addrOf(t, rx)})
+	}
+	wait := recvAsync(t, rx, len(ms), 2048, 16)
+	send(t, tx, ms)
+	expect(t, wait(), ms, addrOf(t, tx))
+	if tx.Caps().GSO || linuxOf(t, tx).w.gsoSends != 0 {
+		t.Fatalf("after the kernel refused GSO: Caps() = %+v, %d GSO sends", tx.Caps(), linuxOf(t, tx).w.gsoSends)
+	}
+}
+
+// TestGSOSegmentsAboveMTU: segments larger than the socket's MTU (IPV6_MTU
+// 1280) make the kernel refuse the GSO send with EMSGSIZE; they are sent as
+// separate datagrams (fragmented), and GSO stays on for segments that fit.
+func TestGSOSegmentsAboveMTU(t *testing.T) {
+	requireGSOGRO(t)
+	rx := open(t, "udp6", "[::1]:0", Options{})
+	tx := withSockopt(t, "udp6", "[::1]:0", syscall.IPPROTO_IPV6, syscall.IPV6_MTU, 1280)
+	var big, small []Message
+	for i := range 10 {
+		big = append(big, Message{Buf: datagram(i, 1400), Addr: addrOf(t, rx)})
+		small = append(small, Message{Buf: datagram(100+i, 1000), Addr: addrOf(t, rx)})
+	}
+	wait := recvAsync(t, rx, len(big), 2048, 16)
+	send(t, tx, big)
+	expect(t, wait(), big, addrOf(t, tx))
+	w := &linuxOf(t, tx).w
+	if !tx.Caps().GSO || w.gsoSends != 0 {
+		t.Fatalf("after oversized segments: Caps() = %+v, %d GSO sends; want GSO on, 0", tx.Caps(), w.gsoSends)
+	}
+	wait = recvAsync(t, rx, len(small), 2048, 16)
+	send(t, tx, small)
+	expect(t, wait(), small, addrOf(t, tx))
+	if w.gsoSends != 1 {
+		t.Fatalf("segments under the MTU: %d GSO sends, want 1", w.gsoSends)
+	}
+}

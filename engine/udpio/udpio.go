@@ -7,8 +7,12 @@
 // offload (GRO: the kernel hands over several datagrams of one flow in one
 // buffer, which ReadBatch splits again). Each offload is probed when the Conn
 // is made; GSO is switched off for good if a GSO send fails with EIO or EINVAL
-// (a NIC without checksum offload, a path whose MTU is below the segment size),
-// and the failed datagrams are sent again without it.
+// (a NIC without checksum offload, a socket sending without checksums, or, on
+// older kernels, a path whose MTU is below the segment size), and the failed
+// datagrams are sent again without it. A GSO send refused with
+// EMSGSIZE (segments larger than the path MTU) is sent again as separate
+// datagrams, which the kernel fragments or refuses as it would have without
+// GSO; GSO stays on for later calls.
 //
 // Any other net.PacketConn, and every PacketConn on other systems, gets a
 // simple implementation of the same interface that moves one datagram per
@@ -128,7 +132,8 @@ var ErrAddressFamily = errors.New("udpio: IPv6 destination on an IPv4 socket")
 
 // New wraps pc. On Linux with a *net.UDPConn it uses recvmmsg/sendmmsg and
 // UDP GSO/GRO where the kernel supports them (probed, and GSO turned off for
-// good on EIO or EINVAL from a GSO send, retrying that batch without it). Any
+// good on EIO or EINVAL from a GSO send, retrying that batch without it; see
+// the package documentation for EMSGSIZE). Any
 // other net.PacketConn (e.g. an in-memory simulated network in tests) gets a
 // simple one-datagram-at-a-time implementation of the same interface.
 //
