@@ -104,7 +104,7 @@ func TestUpSetStatsDown(t *testing.T) {
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, &Env{Stdout: &upOut, Stderr: &upErr},
-			[]string{"up", "--name", "clitest", "--rtt", "20ms", "--rate", "100mbit", "--json", "--ready-file", ready})
+			[]string{"up", "--name", "clitest", "--rtt", "20ms", "--rate", "100mbit", "--cc", "reno", "--nice", "0", "--json", "--ready-file", ready})
 	}()
 	var desc upDescription
 	deadline := time.Now().Add(20 * time.Second)
@@ -125,6 +125,14 @@ func TestUpSetStatsDown(t *testing.T) {
 	}
 	if _, err := os.Stat(desc.Far.Path); err != nil {
 		t.Fatalf("far namespace: %v", err)
+	}
+
+	// --cc reached both namespaces, and only them.
+	for _, p := range []string{desc.Near.Path, desc.Far.Path} {
+		b, err := linkem.Command(context.Background(), p, "cat", "/proc/sys/net/ipv4/tcp_congestion_control").Output()
+		if err != nil || strings.TrimSpace(string(b)) != "reno" {
+			t.Errorf("congestion control in %s: %q, %v; want reno", p, b, err)
+		}
 	}
 
 	var out, errb bytes.Buffer

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -83,4 +84,75 @@ func benchTCP(b *testing.B, cfg linkem.Config) {
 	b.ReportMetric(float64(st.Lost+st.QueueDrops)/float64(max(st.PacketsIn, 1))*100, "drop-%")
 	b.ReportMetric(float64(st.KernelDrops), "kernel-drops")
 	b.Logf("near→far %+v", st)
+}
+
+// BenchmarkUDP measures how much paced UDP (1400-byte datagrams, as
+// chute's engine sends) the emulator delivers through a rate-limited,
+// delayed, lossy link: each iteration sends 1000 datagrams at the offered
+// rate, and the far socket counts what arrives.
+func BenchmarkUDP(b *testing.B) {
+	for _, bc := range []struct {
+		name    string
+		cfg     linkem.Config
+		offered float64 // bit/s of IP packets
+	}{
+		{"rtt50ms_loss0.5%_200mbit_offer190", linkem.Symmetric(50*time.Millisecond, 0.005, 200*linkem.Mbit), 190e6},
+		{"rtt50ms_loss0.5%_500mbit_offer480", linkem.Symmetric(50*time.Millisecond, 0.005, 500*linkem.Mbit), 480e6},
+		{"rtt200ms_loss2%_1gbit_offer900", linkem.Symmetric(200*time.Millisecond, 0.02, linkem.Gbit), 900e6},
+	} {
+		b.Run(bc.name, func(b *testing.B) { benchUDP(b, bc.cfg, bc.offered) })
+	}
+}
+
+func benchUDP(b *testing.B, cfg linkem.Config, offered float64) {
+	e := linkemtest.New(b, cfg)
+	ctx := context.Background()
+	pc, err := e.Far().ListenPacket(ctx, "udp4", netip.AddrPortFrom(e.FarAddr(), 0).String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pc.Close()
+	pc.(*net.UDPConn).SetReadBuffer(16 << 20)
+	var got atomic.Int64
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			n, _, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			got.Add(int64(n + 28))
+		}
+	}()
+	c, err := e.Near().Dial(ctx, "udp4", pc.LocalAddr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	const payload, perIter, burst = 1400, 1000, 10
+	buf := make([]byte, payload)
+	gap := time.Duration(float64(burst*(payload+28)*8) / offered * 1e9)
+	b.SetBytes(perIter * (payload + 28))
+	start := time.Now()
+	next := start
+	for b.Loop() {
+		for i := 0; i < perIter; i += burst {
+			time.Sleep(time.Until(next))
+			next = next.Add(gap)
+			for range burst {
+				c.Write(buf)
+			}
+		}
+	}
+	sent := time.Since(start)
+	time.Sleep(cfg.NearToFar.Delay + 100*time.Millisecond)
+	b.StopTimer()
+	st := e.Stats().NearToFar
+	b.ReportMetric(float64(got.Load())*8/sent.Seconds()/1e6, "delivered-Mbit/s")
+	b.ReportMetric(float64(st.BytesIn)*8/sent.Seconds()/1e6, "offered-Mbit/s")
+	b.ReportMetric(float64(st.Lost)/float64(max(st.PacketsIn, 1))*100, "lost-%")
+	b.ReportMetric(float64(st.QueueDrops), "queue-drops")
+	b.ReportMetric(float64(st.KernelDrops), "kernel-drops")
+	b.ReportMetric(float64(st.Late.P50.Microseconds()), "late-p50-µs")
+	b.ReportMetric(float64(st.Late.P99.Microseconds()), "late-p99-µs")
 }
