@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -492,27 +495,54 @@ func TestSteadyStateAllocs(t *testing.T) {
 	}
 }
 
-// TestSocketBuffers: the sizes asked for are granted, forcibly past
-// net.core.rmem_max when root; a negative size leaves the socket alone.
+// TestSocketBuffers: the sizes asked for are granted, past
+// net.core.rmem_max/wmem_max when the process may force them (root); a
+// negative size leaves the socket alone.
 func TestSocketBuffers(t *testing.T) {
-	testenv.RequireRoot(t)
-	c := open(t, "udp4", "127.0.0.1:0", Options{})
-	if caps := c.Caps(); caps.ReadBuffer < DefaultBuffer || caps.WriteBuffer < DefaultBuffer {
-		t.Fatalf("default buffers granted %d/%d, want at least %d", caps.ReadBuffer, caps.WriteBuffer, DefaultBuffer)
+	sysctl := func(name string) int {
+		b, err := os.ReadFile("/proc/sys/net/core/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
 	}
-	c = open(t, "udp4", "127.0.0.1:0", Options{ReadBuffer: 32 << 20, WriteBuffer: 16 << 20})
-	if caps := c.Caps(); caps.ReadBuffer < 32<<20 || caps.WriteBuffer < 16<<20 {
-		t.Fatalf("asked 32/16 MiB, granted %d/%d", caps.ReadBuffer, caps.WriteBuffer)
+	rmax, wmax := sysctl("rmem_max"), sysctl("wmem_max")
+	root := os.Geteuid() == 0
+	for _, tc := range []struct {
+		name string
+		opt  Options
+		r, w int
+	}{
+		{"default", Options{}, DefaultBuffer, DefaultBuffer},
+		{"asked", Options{ReadBuffer: 32 << 20, WriteBuffer: 16 << 20}, 32 << 20, 16 << 20},
+		{"small", Options{ReadBuffer: 64 << 10, WriteBuffer: 64 << 10}, 64 << 10, 64 << 10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			caps := open(t, "udp4", "127.0.0.1:0", tc.opt).Caps()
+			wantR, wantW := tc.r, tc.w
+			if !root { // the plain options stop at the sysctl limits
+				wantR, wantW = min(wantR, rmax), min(wantW, wmax)
+			}
+			if caps.ReadBuffer < wantR || caps.WriteBuffer < wantW {
+				t.Fatalf("granted %d/%d, want at least %d/%d (root=%v)", caps.ReadBuffer, caps.WriteBuffer, wantR, wantW, root)
+			}
+		})
 	}
-	plain := listen(t, "udp4", "127.0.0.1:0")
-	defer plain.Close()
-	var before int
-	rc, _ := plain.SyscallConn()
-	rc.Control(func(fd uintptr) { before, _ = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF) })
-	c = open(t, "udp4", "127.0.0.1:0", Options{ReadBuffer: -1})
-	if got := c.Caps().ReadBuffer; got != before {
-		t.Fatalf("ReadBuffer -1: granted %d, want the untouched default %d", got, before)
-	}
+	t.Run("untouched", func(t *testing.T) {
+		plain := listen(t, "udp4", "127.0.0.1:0")
+		defer plain.Close()
+		var before int
+		rc, _ := plain.SyscallConn()
+		rc.Control(func(fd uintptr) { before, _ = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF) })
+		c := open(t, "udp4", "127.0.0.1:0", Options{ReadBuffer: -1})
+		if got := c.Caps().ReadBuffer; got != before {
+			t.Fatalf("ReadBuffer -1: granted %d, want the untouched default %d", got, before)
+		}
+	})
 }
 
 // TestConcurrentReadWrite runs one reader and one writer on the same Conn
