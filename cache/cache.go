@@ -257,8 +257,8 @@ func (c *Cache) blockPath(id string) string  { return filepath.Join(c.opt.Dir, "
 // how many were left.
 func (c *Cache) Close(ctx context.Context) (left int, err error) {
 	drainErr := c.queue.Drain(ctx)
+	c.cancel() // stops running uploads and fetches
 	c.queue.Stop()
-	c.cancel()
 	c.bg.Wait()
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -297,8 +297,8 @@ func (c *Cache) Close(ctx context.Context) (left int, err error) {
 // check recovery.
 func (c *Cache) Kill() {
 	c.killed.Store(true)
-	c.queue.Stop()
 	c.cancel()
+	c.queue.Stop()
 	c.bg.Wait()
 	c.mu.Lock()
 	for _, s := range c.staged {
