@@ -693,3 +693,39 @@ func TestGSOSegmentsAboveMTU(t *testing.T) {
 		t.Fatalf("segments under the MTU: %d GSO sends, want 1", w.gsoSends)
 	}
 }
+
+// TestConnectedSocket: on a connected socket the zero Addr sends to the
+// peer, grouped for GSO like any other destination.
+func TestConnectedSocket(t *testing.T) {
+	for _, o := range []Options{{}, {DisableGSO: true, DisableMMsg: true}} {
+		t.Run(optName(o), func(t *testing.T) {
+			rx := open(t, "udp4", "127.0.0.1:0", o)
+			u, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(addrOf(t, rx)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			tx, err := New(u, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Close()
+			var ms []Message
+			for i := range 10 {
+				ms = append(ms, Message{Buf: datagram(i, 1200)})
+			}
+			wait := recvAsync(t, rx, len(ms), 2048, 16)
+			send(t, tx, ms)
+			expect(t, wait(), ms, addrOf(t, tx))
+			if w := &linuxOf(t, tx).w; w.gsoSends != btoi(!o.DisableGSO) {
+				t.Fatalf("%d GSO sends, want %d", w.gsoSends, btoi(!o.DisableGSO))
+			}
+		})
+	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
