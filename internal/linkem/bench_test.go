@@ -11,6 +11,7 @@ import (
 
 	"github.com/chute/chute/internal/linkem"
 	"github.com/chute/chute/internal/linkem/linkemtest"
+	"golang.org/x/sys/unix"
 )
 
 // BenchmarkTCP measures one TCP stream's goodput from the near namespace
@@ -112,7 +113,9 @@ func benchUDP(b *testing.B, cfg linkem.Config, offered float64) {
 		b.Fatal(err)
 	}
 	defer pc.Close()
-	pc.(*net.UDPConn).SetReadBuffer(16 << 20)
+	if rc, err := pc.(*net.UDPConn).SyscallConn(); err == nil {
+		rc.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 32<<20) })
+	}
 	var got atomic.Int64
 	go func() {
 		buf := make([]byte, 2048)
