@@ -104,9 +104,13 @@ func validStMode(m uint64) bool {
 
 // ParseMode parses a "mode" metadata value. s3fs writes st_mode in decimal
 // ("33188" for a 0644 file); rclone's --metadata copies the local file's
-// mode in octal ("100644"). A value is read as decimal when that gives a
-// valid st_mode, else as octal when that does; a leading "0" means octal.
-// No mode rclone or s3fs writes for a file, folder or symlink is ambiguous.
+// mode in octal ("100644"). A leading "0" means octal. Otherwise a value is
+// read in the base that gives a valid st_mode; when both do, decimal wins,
+// except that a decimal reading as a symbolic link with permissions other
+// than 0777 (which Linux never gives a link) yields to an octal reading as
+// a folder: "41777" is rclone's sticky folder, not a link. One string
+// stays ambiguous among files, folders and links, "41471": it is read as
+// s3fs's link (0120777), not as a folder with permissions 1471.
 func ParseMode(s string) (uint32, error) {
 	s = strings.TrimSpace(s)
 	if s == "" || !allDigits(s) {
@@ -118,11 +122,17 @@ func ParseMode(s string) (uint32, error) {
 		}
 		return 0, fmt.Errorf("mode %q is not a valid octal st_mode", s)
 	}
-	if v, err := strconv.ParseUint(s, 10, 32); err == nil && validStMode(v) {
-		return uint32(v), nil
-	}
-	if v, err := strconv.ParseUint(s, 8, 32); err == nil && validStMode(v) {
-		return uint32(v), nil
+	d, derr := strconv.ParseUint(s, 10, 32)
+	o, oerr := strconv.ParseUint(s, 8, 32)
+	decOK := derr == nil && validStMode(d)
+	octOK := oerr == nil && validStMode(o)
+	switch {
+	case decOK && octOK && d&modeTypeMask == 0o120000 && d&0o7777 != 0o777 && o&modeTypeMask == 0o040000:
+		return uint32(o), nil
+	case decOK:
+		return uint32(d), nil
+	case octOK:
+		return uint32(o), nil
 	}
 	return 0, fmt.Errorf("mode %q is not a valid st_mode in decimal or octal", s)
 }
