@@ -54,7 +54,8 @@ func explainS3(err error, endpoint, bucket, accessKey string) string {
 	case errors.As(err, &recErr), strings.Contains(text, "server gave HTTP response to HTTPS client"),
 		strings.Contains(text, "first record does not look like a TLS handshake"):
 		return fmt.Sprintf("%s does not speak TLS; use http:// in the endpoint URL", endpoint)
-	case strings.Contains(text, "malformed HTTP response") || strings.Contains(text, "malformed HTTP status code"):
+	case strings.Contains(text, "malformed HTTP response") || strings.Contains(text, "malformed HTTP status code"),
+		strings.Contains(text, "HTTP request to an HTTPS server"):
 		return fmt.Sprintf("%s did not answer in plain HTTP (perhaps it wants TLS); use https:// in the endpoint URL", endpoint)
 	case errors.As(err, &dnsErr):
 		return fmt.Sprintf("cannot resolve the host of %s (%s); check the endpoint URL", endpoint, dnsErr.Err)
