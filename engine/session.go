@@ -72,8 +72,9 @@ type session struct {
 	lostSince   float64
 	ptoCount    int
 	lostPNs     ranges.Set // recently declared lost, to spot spurious retransmissions
-	reorderPkts uint64     // packet threshold of loss detection
-	lossTime8   int64      // time threshold of loss detection, in eighths of a round trip
+	queueFilter minFilter
+	reorderPkts uint64 // packet threshold of loss detection
+	lossTime8   int64  // time threshold of loss detection, in eighths of a round trip
 	lastWiden   time.Time
 	wake        chan struct{}
 	sendClosed  bool
@@ -508,8 +509,9 @@ func (s *session) onAck(a wire.Ack, now time.Time) {
 		delivered = float64(a.Bytes - s.ackBytes)
 		s.ackBytes = a.Bytes
 	}
+	queue := s.queueFilter.update(now, time.Duration(a.Queue)*time.Microsecond, max(s.rtt.smoothed, queueWindow))
 	s.cc.OnFeedback(now, congestion.Feedback{
-		Queue:     time.Duration(a.Queue) * time.Microsecond,
+		Queue:     queue,
 		RTT:       s.rtt.smoothed,
 		Sent:      s.sentSince,
 		Delivered: delivered,
@@ -598,7 +600,14 @@ func (s *session) sendLoop() {
 	sealer, _ := wire.NewSealer(s.cipher, s.sendKey)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	lastReport := time.Now()
 	for {
+		if s.log.Enabled(nil, slog.LevelDebug) && time.Since(lastReport) > 500*time.Millisecond && len(s.order) > 0 {
+			lastReport = time.Now()
+			s.mu.Lock()
+			s.log.Debug("sender", "rate_mbps", s.cc.Rate()*8/1e6, "srtt", s.rtt.smoothed, "inflight", s.inflightB, "streams", len(s.order))
+			s.mu.Unlock()
+		}
 		select {
 		case <-s.done:
 			return
@@ -747,10 +756,19 @@ func (s *session) plan(now time.Time, out *[]plan) time.Duration {
 	return 0
 }
 
-// onPTO declares everything in flight lost after a probe timeout and backs
-// off. Call with s.mu held.
+// onPTO handles a probe timeout: nothing acked for a while with data in
+// flight. As in QUIC it first sends probes — the oldest packets again —
+// and backs the timeout off; only after persistentPTOs timeouts in a row
+// is everything in flight presumed lost and the rate cut. Call with s.mu
+// held.
 func (s *session) onPTO(now time.Time, pto time.Duration) {
-	for {
+	s.ptoCount++
+	probes := 2
+	if s.ptoCount >= persistentPTOs {
+		probes = -1 // all
+		s.cc.OnSilence(now, pto, s.rtt.smoothed)
+	}
+	for probes != 0 {
 		first, ok := s.inflight.First()
 		if !ok {
 			break
@@ -763,12 +781,15 @@ func (s *session) onPTO(now time.Time, pto time.Duration) {
 		}
 		s.counters.lostByPTO.Add(1)
 		s.declareLost(pn, p)
+		probes--
 	}
 	s.sent.trim(s.inflight)
-	s.ptoCount++
 	s.lastAckAt = now
-	s.cc.OnSilence(now, pto, s.rtt.smoothed)
 }
+
+// persistentPTOs is how many probe timeouts in a row mean the path is
+// gone (or badly congested) rather than a tail packet lost.
+const persistentPTOs = 3
 
 // addStream starts sending a stream.
 func (s *session) addStream(st *sendStream) {
@@ -949,5 +970,37 @@ func (r *rttStats) update(sample, ackDelay time.Duration) {
 // pto is the probe timeout: how long without acks before data in flight is
 // presumed lost.
 func (r *rttStats) pto() time.Duration {
-	return max(r.smoothed+4*r.variance+maxAckDelay*2, 10*time.Millisecond)
+	return max(r.smoothed+4*r.variance+maxAckDelay*2, 25*time.Millisecond)
+}
+
+// queueWindow is the shortest span over which queueing delay reports are
+// reduced to their minimum: a real queue persists, while a receiver that
+// was not scheduled for a few milliseconds (or paused for garbage
+// collection) only delays one burst of acks.
+const queueWindow = 25 * time.Millisecond
+
+// minFilter keeps the minimum of samples over a sliding time window.
+type minFilter struct {
+	samples []timedSample // increasing in value, by the monotonic-deque trick
+}
+
+type timedSample struct {
+	at time.Time
+	v  time.Duration
+}
+
+func (f *minFilter) update(now time.Time, v, window time.Duration) time.Duration {
+	// Drop samples that can never be the minimum again, then old ones.
+	for len(f.samples) > 0 && f.samples[len(f.samples)-1].v >= v {
+		f.samples = f.samples[:len(f.samples)-1]
+	}
+	f.samples = append(f.samples, timedSample{now, v})
+	i := 0
+	for i < len(f.samples)-1 && now.Sub(f.samples[i].at) > window {
+		i++
+	}
+	if i > 0 {
+		f.samples = append(f.samples[:0], f.samples[i:]...)
+	}
+	return f.samples[0].v
 }

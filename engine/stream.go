@@ -217,16 +217,17 @@ type recvStream struct {
 	dest   io.WriterAt
 	onData func(off, n int64)
 
-	mu      sync.Mutex
-	want    *ranges.Set // bytes to receive
-	got     *ranges.Set // received: in a block or written
-	written *ranges.Set // written to dest
-	blocks  map[int64]*wblock
-	queued  int // blocks handed to the writer and not yet written
-	err     error
-	closed  bool
-	doneCh  chan struct{}
-	changed chan struct{} // closed and replaced whenever written grows
+	mu       sync.Mutex
+	want     *ranges.Set // bytes to receive
+	got      *ranges.Set // received: in a block or written
+	written  *ranges.Set // written to dest
+	blocks   map[int64]*wblock
+	queued   int // blocks handed to the writer and not yet written
+	err      error
+	closed   bool
+	doneCh   chan struct{}
+	doneOnce sync.Once
+	changed  chan struct{} // closed and replaced whenever written grows
 
 	qmu     sync.Mutex // guards sending on and closing writeq
 	qclosed bool
@@ -264,7 +265,7 @@ func newRecvStream(id uint32, dest io.WriterAt, want *ranges.Set, onData func(of
 		writeq:  make(chan *wblock, 64),
 	}
 	if want.Count() == 0 {
-		close(r.doneCh)
+		r.markDone()
 	}
 	go r.writer()
 	return r
@@ -382,14 +383,12 @@ func (r *recvStream) writer() {
 			}
 		}
 		if complete {
-			select {
-			case <-r.doneCh:
-			default:
-				close(r.doneCh)
-			}
+			r.markDone()
 		}
 	}
 }
+
+func (r *recvStream) markDone() { r.doneOnce.Do(func() { close(r.doneCh) }) }
 
 // flushPartial writes every partly filled block now (for a checkpoint or
 // before giving up), so that written reflects all that was received.

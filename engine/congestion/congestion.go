@@ -57,8 +57,18 @@ const (
 	// growth, and all flows see the same q. High doubles it.
 	additive = 50e3
 
-	lossCapFrac   = 0.2  // loss above this, together with...
-	lossCapMargin = 1.25 // ...sending this much above delivery, caps the rate
+	// The rate never runs far ahead of what the receiver reports
+	// delivered (its recent maximum): twice while searching, a quarter more
+	// normally, and 20% more once loss passes lossyFrac. Random loss p
+	// leaves delivery at (1-p) of the rate, so the ceiling still sits above
+	// the rate for p up to 16%; a receiver or path that drops whatever
+	// exceeds its capacity, without building a queue first, holds the rate
+	// near that capacity.
+	startHeadroom = 2.0
+	headroom      = 1.25
+	lossyHeadroom = 1.2
+	lossyFrac     = 0.05
+	deliveryWin   = 250 * time.Millisecond // at least; four round trips on long paths
 )
 
 // Controller is one sender's rate controller. It is not safe for concurrent
@@ -75,9 +85,9 @@ type Controller struct {
 	winLost      float64
 	delivered    float64 // delivery rate of the last full window
 	lossFrac     float64
-	lossCapped   bool    // the loss cap is engaged (with hysteresis)
-	found        bool    // a queue was seen: the search phase is over
+	found        bool    // a queue or loss was seen: the search phase is over
 	delivery     float64 // smoothed delivery rate, bytes per second
+	deliveryMax  maxFilter
 }
 
 // New returns a controller starting at a rate that a fast path reaches in a
@@ -86,7 +96,7 @@ type Controller struct {
 func New(lim Limits, now time.Time) *Controller {
 	c := &Controller{last: now, winStart: now}
 	c.SetLimits(lim)
-	start := lim.Target / 10
+	start := c.lim.Target / 10
 	start = math.Min(start, 12.5e6)
 	c.rate = c.clamp(start)
 	if c.lim.Policy == Fixed {
@@ -157,7 +167,7 @@ func (c *Controller) OnFeedback(now time.Time, f Feedback) {
 		add /= 4
 	}
 	q := float64(f.Queue) / float64(q0)
-	if q >= 0.5 {
+	if q >= 0.5 || c.lossFrac > lossyFrac {
 		c.found = true
 	}
 	if q < 1 {
@@ -185,14 +195,17 @@ func (c *Controller) OnFeedback(now time.Time, f Feedback) {
 			c.rate *= 1 - excess*k
 		}
 	}
-	switch {
-	case c.lossFrac > lossCapFrac:
-		c.lossCapped = true
-	case c.lossFrac < lossCapFrac/2:
-		c.lossCapped = false
-	}
-	if c.lossCapped && c.delivered > 0 && c.rate > c.delivered*lossCapMargin {
-		c.rate = c.delivered * lossCapMargin
+	if dmax := c.deliveryMax.max(); dmax > 0 {
+		h := headroom
+		switch {
+		case !c.found:
+			h = startHeadroom
+		case c.lossFrac > lossyFrac:
+			h = lossyHeadroom
+		}
+		if c.rate > dmax*h {
+			c.rate = dmax * h
+		}
 	}
 	c.rate = c.clamp(c.rate)
 }
@@ -220,6 +233,7 @@ func (c *Controller) account(now time.Time, f Feedback, dt time.Duration) {
 		} else {
 			c.delivery += w * (sample - c.delivery)
 		}
+		c.deliveryMax.update(now, c.delivery, max(4*f.RTT, deliveryWin))
 	}
 	c.winSent += f.Sent
 	c.winDelivered += f.Delivered
@@ -306,4 +320,35 @@ func (p *Pacer) Wait(now time.Time, n float64) time.Duration {
 		return 0
 	}
 	return time.Duration((n - p.tokens) / p.rate * float64(time.Second))
+}
+
+// maxFilter keeps the maximum of samples over a sliding time window.
+type maxFilter struct {
+	samples []timed // decreasing in value
+}
+
+type timed struct {
+	at time.Time
+	v  float64
+}
+
+func (f *maxFilter) update(now time.Time, v float64, window time.Duration) {
+	for len(f.samples) > 0 && f.samples[len(f.samples)-1].v <= v {
+		f.samples = f.samples[:len(f.samples)-1]
+	}
+	f.samples = append(f.samples, timed{now, v})
+	i := 0
+	for i < len(f.samples)-1 && now.Sub(f.samples[i].at) > window {
+		i++
+	}
+	if i > 0 {
+		f.samples = append(f.samples[:0], f.samples[i:]...)
+	}
+}
+
+func (f *maxFilter) max() float64 {
+	if len(f.samples) == 0 {
+		return 0
+	}
+	return f.samples[0].v
 }

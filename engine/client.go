@@ -1,0 +1,518 @@
+package engine
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os/user"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/chute/chute/cos"
+	"github.com/chute/chute/engine/congestion"
+	"github.com/chute/chute/engine/udpio"
+	"github.com/chute/chute/engine/wire"
+)
+
+// ClientConfig configures a Client. Zero fields take the documented
+// defaults.
+type ClientConfig struct {
+	// User is the SSH user name; "" means the local user's name.
+	User string
+	// Signer is the client's key (see LoadKey). Required.
+	Signer ssh.Signer
+	// KnownHosts is the known_hosts file: an unknown server's key is
+	// recorded there on first use; a changed one is refused. Required.
+	KnownHosts string
+	// Cipher protects the data channel; "" means aes-256-gcm.
+	Cipher Cipher
+	// Rate is the session's default rate: every transfer on the client
+	// shares it. Target 0 means 10 Gbit/s (the path decides).
+	Rate Rate
+	// PacketSize is the UDP payload size of data packets; 0 means 1400.
+	PacketSize int
+	// DialTimeout bounds connecting and authenticating; 0 means 20 s.
+	DialTimeout time.Duration
+	// UDP tunes the data socket (tests and benchmarks).
+	UDP udpio.Options
+	// Logger receives the client's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Client is a connection to a chute server: one SSH control channel and
+// one UDP data session, carrying any number of concurrent operations and
+// transfers. If the connection drops, the next call dials again; transfers
+// that were running fail with ErrUnreachable and resume when restarted.
+//
+// A Client is safe for concurrent use.
+type Client struct {
+	addr string
+	cfg  ClientConfig
+	log  *slog.Logger
+
+	mu     sync.Mutex
+	cc     *clientConn
+	closed bool
+
+	stream    atomic.Uint32
+	xmu       sync.Mutex
+	transfers map[string]*transfer
+}
+
+// Dial connects to a server at addr (host or host:port; the port defaults
+// to 33001), authenticates, and opens the data session.
+func Dial(ctx context.Context, addr string, cfg ClientConfig) (*Client, error) {
+	if cfg.Signer == nil {
+		return nil, errors.New("dial: no client key")
+	}
+	if cfg.KnownHosts == "" {
+		return nil, errors.New("dial: no known_hosts file")
+	}
+	if _, err := ParseCipher(string(cfg.Cipher)); err != nil {
+		return nil, err
+	}
+	if cfg.User == "" {
+		if u, err := user.Current(); err == nil {
+			cfg.User = u.Username
+		} else {
+			cfg.User = "chute"
+		}
+	}
+	if cfg.DialTimeout == 0 {
+		cfg.DialTimeout = 20 * time.Second
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		addr = net.JoinHostPort(strings.Trim(addr, "[]"), strconv.Itoa(DefaultPort))
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	c := &Client{addr: addr, cfg: cfg, log: log.With("server", addr), transfers: map[string]*transfer{}}
+	if _, err := c.conn(ctx); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Addr is the server's control address.
+func (c *Client) Addr() string { return c.addr }
+
+// Close ends the connection; running transfers fail with ErrCancelled.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	cc := c.cc
+	c.cc = nil
+	c.mu.Unlock()
+	if cc != nil {
+		cc.close(ErrCancelled)
+	}
+	return nil
+}
+
+// clientConn is one live connection.
+type clientConn struct {
+	c    *Client
+	ssh  *ssh.Client
+	fr   *framer
+	ep   *endpoint
+	sess *session
+
+	mu      sync.Mutex
+	nextID  uint64
+	pending map[uint64]chan frame
+	events  map[uint32]func(op string, body json.RawMessage)
+
+	dead    chan struct{}
+	deadErr error
+	once    sync.Once
+}
+
+// conn returns the live connection, dialling when there is none.
+func (c *Client) conn(ctx context.Context) (*clientConn, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, fmt.Errorf("%w: client closed", ErrCancelled)
+	}
+	if c.cc != nil {
+		select {
+		case <-c.cc.dead:
+			c.cc = nil
+		default:
+			return c.cc, nil
+		}
+	}
+	cc, err := c.dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.cc = cc
+	return cc, nil
+}
+
+func (c *Client) dial(ctx context.Context) (*clientConn, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
+	defer cancel()
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "tcp", c.addr)
+	if err != nil {
+		return nil, fmt.Errorf("%w: connecting to %s: %v", ErrUnreachable, c.addr, err)
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		nc.SetDeadline(dl)
+	}
+	sc, chans, reqs, err := ssh.NewClientConn(nc, c.addr, &ssh.ClientConfig{
+		User:            c.cfg.User,
+		Auth:            []ssh.AuthMethod{ssh.PublicKeys(c.cfg.Signer)},
+		HostKeyCallback: hostKeyCallback(c.cfg.KnownHosts),
+		Timeout:         c.cfg.DialTimeout,
+		ClientVersion:   "SSH-2.0-chute_" + serverVersion,
+	})
+	if err != nil {
+		nc.Close()
+		switch {
+		case errors.Is(err, ErrHostKeyChanged):
+			return nil, err
+		case strings.Contains(err.Error(), "unable to authenticate"):
+			return nil, fmt.Errorf("%w: the server at %s refused key %s: add its public key line to the server's authorized_keys",
+				ErrAuth, c.addr, ssh.FingerprintSHA256(c.cfg.Signer.PublicKey()))
+		}
+		return nil, fmt.Errorf("%w: ssh to %s: %v", ErrUnreachable, c.addr, err)
+	}
+	nc.SetDeadline(time.Time{})
+	client := ssh.NewClient(sc, chans, reqs)
+	cc := &clientConn{c: c, ssh: client, pending: map[uint64]chan frame{}, events: map[uint32]func(string, json.RawMessage){}, dead: make(chan struct{})}
+	fail := func(err error) (*clientConn, error) {
+		cc.close(err)
+		return nil, err
+	}
+	sess, err := client.NewSession()
+	if err != nil {
+		return fail(fmt.Errorf("%w: opening control channel: %v", ErrUnreachable, err))
+	}
+	w, err := sess.StdinPipe()
+	if err != nil {
+		return fail(err)
+	}
+	r, err := sess.StdoutPipe()
+	if err != nil {
+		return fail(err)
+	}
+	if err := sess.RequestSubsystem(SubsystemName); err != nil {
+		return fail(fmt.Errorf("%w: the server at %s does not speak chute: %v", ErrProtocol, c.addr, err))
+	}
+	cc.fr = &framer{r: r, w: w}
+	go cc.readLoop()
+	go func() {
+		err := client.Wait()
+		cc.close(fmt.Errorf("%w: connection to %s lost: %v", ErrUnreachable, c.addr, err))
+	}()
+
+	// Agree on the data session.
+	var hr helloResp
+	rate := c.cfg.Rate
+	if err := cc.call(ctx, "hello", helloReq{
+		Version: ProtocolVersion, Cipher: string(c.cfg.Cipher), PacketSize: c.cfg.PacketSize,
+		Target: rate.Target, Min: rate.Min, Policy: string(rate.Policy),
+	}, &hr); err != nil {
+		return fail(err)
+	}
+	remote := client.RemoteAddr().(*net.TCPAddr)
+	rip, _ := netip.AddrFromSlice(remote.IP)
+	peer := netip.AddrPortFrom(rip.Unmap(), uint16(hr.UDPPort))
+	network := "udp4"
+	if peer.Addr().Is6() {
+		network = "udp6"
+	}
+	pc, err := net.ListenUDP(network, nil)
+	if err != nil {
+		return fail(fmt.Errorf("opening a UDP socket: %w", err))
+	}
+	cc.ep, err = newEndpoint(pc, c.cfg.UDP, c.log)
+	if err != nil {
+		pc.Close()
+		return fail(err)
+	}
+	cipher, _ := ParseCipher(string(c.cfg.Cipher))
+	lim := congestion.Limits{Target: float64(rate.Target) / 8, Min: float64(rate.Min) / 8, Policy: string(rate.Policy)}
+	cc.sess, err = newSession(cc.ep, sessionParams{
+		id: hr.Session, cipher: string(cipher), sendKey: hr.C2S, recvKey: hr.S2C,
+		packetSize: c.cfg.PacketSize, limits: lim, peer: peer,
+	}, c.log)
+	if err != nil {
+		return fail(err)
+	}
+	answered := make(chan struct{})
+	var answeredOnce sync.Once
+	cc.sess.onHello = func(h wire.Header, hello wire.Hello, from netip.AddrPort, now time.Time) {
+		if h.Type == wire.TypeHelloAck {
+			answeredOnce.Do(func() { close(answered) })
+		}
+	}
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for sent := 0; ; sent++ {
+		cc.sess.sendHello(wire.TypeHello, wire.Hello{Time: cc.sess.micros(time.Now())})
+		select {
+		case <-answered:
+			go cc.keepalive()
+			c.log.Info("connected", "udp", peer.String(), "cipher", cipher)
+			return cc, nil
+		case <-tick.C:
+		case <-ctx.Done():
+			return fail(fmt.Errorf("%w: no answer on UDP port %d of %s within %v: is that UDP port open in every firewall between here and the server?",
+				ErrUnreachable, hr.UDPPort, rip, c.cfg.DialTimeout))
+		case <-cc.dead:
+			return nil, cc.deadErr
+		}
+	}
+}
+
+// keepalive refreshes NAT bindings on the data path while the connection
+// lives.
+func (cc *clientConn) keepalive() {
+	t := time.NewTicker(15 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-cc.dead:
+			return
+		case <-t.C:
+			cc.sess.sendHello(wire.TypeHello, wire.Hello{Time: cc.sess.micros(time.Now())})
+		}
+	}
+}
+
+func (cc *clientConn) close(err error) {
+	cc.once.Do(func() {
+		cc.deadErr = err
+		close(cc.dead)
+		if cc.ssh != nil {
+			cc.ssh.Close()
+		}
+		if cc.sess != nil {
+			cc.sess.close(err)
+		}
+		if cc.ep != nil {
+			cc.ep.close()
+		}
+		cc.mu.Lock()
+		for id, ch := range cc.pending {
+			close(ch)
+			delete(cc.pending, id)
+		}
+		cc.mu.Unlock()
+	})
+}
+
+func (cc *clientConn) readLoop() {
+	for {
+		fr, err := cc.fr.read()
+		if err != nil {
+			cc.close(fmt.Errorf("%w: control channel: %v", ErrUnreachable, err))
+			return
+		}
+		if fr.ID != 0 {
+			cc.mu.Lock()
+			ch := cc.pending[fr.ID]
+			delete(cc.pending, fr.ID)
+			cc.mu.Unlock()
+			if ch != nil {
+				ch <- fr
+			}
+			continue
+		}
+		var s streamReq
+		if json.Unmarshal(fr.Body, &s) != nil {
+			continue
+		}
+		cc.mu.Lock()
+		h := cc.events[s.Stream]
+		cc.mu.Unlock()
+		if h != nil {
+			h(fr.Op, fr.Body)
+		}
+	}
+}
+
+// call sends a request and waits for its answer, decoded into resp (which
+// may be nil).
+func (cc *clientConn) call(ctx context.Context, op string, req, resp any) error {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	ch := make(chan frame, 1)
+	cc.mu.Lock()
+	cc.nextID++
+	id := cc.nextID
+	cc.pending[id] = ch
+	cc.mu.Unlock()
+	if err := cc.fr.write(frame{ID: id, Op: op, Body: body}); err != nil {
+		cc.close(fmt.Errorf("%w: control channel: %v", ErrUnreachable, err))
+		return cc.deadErr
+	}
+	select {
+	case fr, ok := <-ch:
+		if !ok {
+			return cc.deadErr
+		}
+		if fr.Err != nil {
+			return &RemoteError{Code: fr.Err.Code, Msg: fr.Err.Msg}
+		}
+		if resp != nil && len(fr.Body) > 0 {
+			if err := json.Unmarshal(fr.Body, resp); err != nil {
+				return fmt.Errorf("%w: bad %s answer: %v", ErrProtocol, op, err)
+			}
+		}
+		return nil
+	case <-ctx.Done():
+		cc.mu.Lock()
+		delete(cc.pending, id)
+		cc.mu.Unlock()
+		return ctx.Err()
+	case <-cc.dead:
+		return cc.deadErr
+	}
+}
+
+func (cc *clientConn) onEvents(stream uint32, h func(op string, body json.RawMessage)) func() {
+	cc.mu.Lock()
+	cc.events[stream] = h
+	cc.mu.Unlock()
+	return func() {
+		cc.mu.Lock()
+		delete(cc.events, stream)
+		cc.mu.Unlock()
+	}
+}
+
+// call runs one request on the live connection, dialling if needed.
+func (c *Client) call(ctx context.Context, op string, req, resp any) error {
+	cc, err := c.conn(ctx)
+	if err != nil {
+		return err
+	}
+	return cc.call(ctx, op, req, resp)
+}
+
+// ---- object operations -----------------------------------------------
+
+// Stat returns an object's info and metadata.
+func (c *Client) Stat(ctx context.Context, bucket, key string) (cos.ObjectInfo, error) {
+	var o objectJSON
+	if err := c.call(ctx, "stat", objReq{Bucket: bucket, Key: key}, &o); err != nil {
+		return cos.ObjectInfo{}, err
+	}
+	return o.info(), nil
+}
+
+// List returns one page of a bucket's keys.
+func (c *Client) List(ctx context.Context, bucket string, opt cos.ListOptions) (cos.ListPage, error) {
+	var r listResp
+	err := c.call(ctx, "list", listReq{Bucket: bucket, Prefix: opt.Prefix, Delimiter: opt.Delimiter, StartAfter: opt.StartAfter, MaxKeys: opt.MaxKeys}, &r)
+	if err != nil {
+		return cos.ListPage{}, err
+	}
+	page := cos.ListPage{CommonPrefixes: r.CommonPrefixes, NextStartAfter: r.NextStartAfter}
+	for _, o := range r.Objects {
+		page.Objects = append(page.Objects, o.info())
+	}
+	return page, nil
+}
+
+// Put stores a small object (at most MaxInline bytes) over the control
+// channel: folder markers, tiny files.
+func (c *Client) Put(ctx context.Context, bucket, key string, data []byte, meta cos.Meta) (cos.ObjectInfo, error) {
+	if len(data) > MaxInline {
+		return cos.ObjectInfo{}, fmt.Errorf("put %s: %d bytes is more than the %d an inline put carries; use Upload", key, len(data), MaxInline)
+	}
+	var o objectJSON
+	if err := c.call(ctx, "put", putReq{Bucket: bucket, Key: key, Data: data, Meta: toMetaJSON(meta)}, &o); err != nil {
+		return cos.ObjectInfo{}, err
+	}
+	return o.info(), nil
+}
+
+// Delete removes an object; a missing one is not an error.
+func (c *Client) Delete(ctx context.Context, bucket, key string) error {
+	return c.call(ctx, "delete", objReq{Bucket: bucket, Key: key}, nil)
+}
+
+// Copy copies src to dst inside a bucket, on the server. With meta nil the
+// source's metadata is kept.
+func (c *Client) Copy(ctx context.Context, bucket, src, dst string, meta *cos.Meta) (cos.ObjectInfo, error) {
+	req := copyReq{Bucket: bucket, Src: src, Dst: dst}
+	if meta != nil {
+		m := toMetaJSON(*meta)
+		req.Meta = &m
+	}
+	var o objectJSON
+	if err := c.call(ctx, "copy", req, &o); err != nil {
+		return cos.ObjectInfo{}, err
+	}
+	return o.info(), nil
+}
+
+// Buckets lists the buckets the client's key may use (those the server
+// was started with, and those the key is limited to).
+func (c *Client) Buckets(ctx context.Context) ([]string, error) {
+	var r bucketsResp
+	err := c.call(ctx, "buckets", struct{}{}, &r)
+	return r.Buckets, err
+}
+
+// Sums returns the SHA-256 of ranges of a stored object.
+func (c *Client) Sums(ctx context.Context, bucket, key string, rs []Range) ([][]byte, error) {
+	var r sumsResp
+	if err := c.call(ctx, "sums", sumsReq{Bucket: bucket, Key: key, Ranges: rs}, &r); err != nil {
+		return nil, err
+	}
+	if len(r.Sums) != len(rs) {
+		return nil, fmt.Errorf("%w: %d sums for %d ranges", ErrProtocol, len(r.Sums), len(rs))
+	}
+	out := make([][]byte, len(rs))
+	for i, s := range r.Sums {
+		out[i] = s.SHA256
+	}
+	return out, nil
+}
+
+// SetRate changes the session's rate limits, for every transfer.
+func (c *Client) SetRate(ctx context.Context, r Rate) error {
+	cc, err := c.conn(ctx)
+	if err != nil {
+		return err
+	}
+	lim := cc.sess.pathStats().limits
+	if r.Target > 0 {
+		lim.Target = float64(r.Target) / 8
+	}
+	if r.Min > 0 {
+		lim.Min = float64(r.Min) / 8
+	}
+	if r.Policy != "" {
+		lim.Policy = string(r.Policy)
+	}
+	cc.sess.setLimits(lim)
+	return cc.call(ctx, "rate", rateReq{Target: r.Target, Min: r.Min, Policy: string(r.Policy)}, nil)
+}
+
+func newTransferID() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,559 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/chute/chute/engine/internal/ranges"
+)
+
+// transfer is the client's record of one upload or download, for Stats and
+// for pausing, cancelling and re-rating it.
+type transfer struct {
+	mu      sync.Mutex
+	stats   Stats
+	cc      *clientConn
+	send    *sendStream // uploads
+	recv    *recvStream // downloads
+	cancel  context.CancelFunc
+	skipped int64
+
+	rateAt   time.Time // goodput sampling
+	rateDone int64
+	rate     float64
+}
+
+func (c *Client) register(dir Direction, bucket, key string, size int64, cancel context.CancelFunc) *transfer {
+	t := &transfer{cancel: cancel, stats: Stats{
+		ID: newTransferID(), Direction: dir, Bucket: bucket, Key: key, State: StateRunning,
+		Size: size, Started: time.Now(),
+	}}
+	c.xmu.Lock()
+	c.transfers[t.stats.ID] = t
+	c.xmu.Unlock()
+	return t
+}
+
+func (c *Client) unregister(t *transfer) {
+	c.xmu.Lock()
+	delete(c.transfers, t.stats.ID)
+	c.xmu.Unlock()
+}
+
+// snapshot reads the transfer's counters.
+func (t *transfer) snapshot() Stats {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := t.stats
+	now := time.Now()
+	s.Elapsed = now.Sub(s.Started)
+	s.Skipped = t.skipped
+	if t.cc != nil && t.cc.sess != nil {
+		ps := t.cc.sess.pathStats()
+		s.RTT, s.Target, s.Policy = ps.rtt, int64(ps.limits.Target*8), Policy(ps.limits.Policy)
+		switch {
+		case t.send != nil:
+			t.cc.sess.mu.Lock()
+			s.Done = t.skipped + t.send.ackedB
+			s.Sent, s.Retrans = t.send.sent, t.send.retrans
+			t.cc.sess.mu.Unlock()
+		case t.recv != nil:
+			s.Done = t.skipped + t.recv.received()
+		}
+	}
+	if s.State == StateCompleted {
+		s.Done = s.Size
+	}
+	if t.rateAt.IsZero() {
+		t.rateAt, t.rateDone = now, s.Done
+	} else if dt := now.Sub(t.rateAt); dt >= 500*time.Millisecond {
+		t.rate = float64(s.Done-t.rateDone) * 8 / dt.Seconds()
+		t.rateAt, t.rateDone = now, s.Done
+	}
+	s.Rate = t.rate
+	return s
+}
+
+// Transfers returns a snapshot of every transfer running on the client.
+func (c *Client) Transfers() []Stats {
+	c.xmu.Lock()
+	ts := make([]*transfer, 0, len(c.transfers))
+	for _, t := range c.transfers {
+		ts = append(ts, t)
+	}
+	c.xmu.Unlock()
+	out := make([]Stats, 0, len(ts))
+	for _, t := range ts {
+		out = append(out, t.snapshot())
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Started.Before(out[j].Started) })
+	return out
+}
+
+func (c *Client) lookup(id string) (*transfer, error) {
+	c.xmu.Lock()
+	t := c.transfers[id]
+	c.xmu.Unlock()
+	if t == nil {
+		return nil, fmt.Errorf("no transfer %s", id)
+	}
+	return t, nil
+}
+
+// Cancel stops a transfer; it fails with ErrCancelled, and an upload's
+// staged bytes on the server are discarded.
+func (c *Client) Cancel(id string) error {
+	t, err := c.lookup(id)
+	if err != nil {
+		return err
+	}
+	t.cancel()
+	return nil
+}
+
+// Pause stops sending a transfer's bytes, or starts again; the transfer
+// keeps its place.
+func (c *Client) Pause(ctx context.Context, id string, pause bool) error {
+	t, err := c.lookup(id)
+	if err != nil {
+		return err
+	}
+	t.mu.Lock()
+	cc, send, stream := t.cc, t.send, uint32(0)
+	if t.recv != nil {
+		stream = t.recv.id
+	}
+	if pause {
+		t.stats.State = StatePaused
+	} else {
+		t.stats.State = StateRunning
+	}
+	t.mu.Unlock()
+	if cc == nil {
+		return nil
+	}
+	if send != nil {
+		cc.sess.mu.Lock()
+		send.setPaused(pause)
+		cc.sess.mu.Unlock()
+		cc.sess.signal()
+		return nil
+	}
+	return cc.call(ctx, "rate", rateReq{Stream: stream, Pause: &pause}, nil)
+}
+
+// SetTransferRate caps one transfer's rate (Target, bits per second); the
+// minimum and policy belong to the session (see SetRate).
+func (c *Client) SetTransferRate(ctx context.Context, id string, target int64) error {
+	t, err := c.lookup(id)
+	if err != nil {
+		return err
+	}
+	t.mu.Lock()
+	cc, send := t.cc, t.send
+	stream := uint32(0)
+	if t.recv != nil {
+		stream = t.recv.id
+	}
+	t.mu.Unlock()
+	if cc == nil {
+		return nil
+	}
+	if send != nil {
+		cc.sess.mu.Lock()
+		send.setCap(float64(target)/8, time.Now())
+		cc.sess.mu.Unlock()
+		cc.sess.signal()
+		return nil
+	}
+	return cc.call(ctx, "rate", rateReq{Stream: stream, Target: target}, nil)
+}
+
+func (t *transfer) end(err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch {
+	case err == nil:
+		t.stats.State = StateCompleted
+	case errors.Is(err, ErrCancelled), errors.Is(err, context.Canceled):
+		t.stats.State = StateCancelled
+		t.stats.Err = err.Error()
+	default:
+		t.stats.State = StateFailed
+		t.stats.Err = err.Error()
+	}
+}
+
+// Upload stores req.Source as an object and returns when the server has
+// committed it with a matching SHA-256, or the transfer failed. Objects
+// of at most MaxInline bytes travel on the control channel.
+func (c *Client) Upload(ctx context.Context, req UploadRequest) (Result, error) {
+	if req.Size < 0 {
+		return Result{}, fmt.Errorf("upload %s: negative size", req.Key)
+	}
+	policy, err := ParseResumePolicy(string(req.Resume))
+	if err != nil {
+		return Result{}, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	t := c.register(DirUpload, req.Bucket, req.Key, req.Size, cancel)
+	defer c.unregister(t)
+	res, err := c.upload(ctx, t, req, policy)
+	if err != nil && ctx.Err() != nil && !errors.Is(err, ErrCancelled) {
+		err = fmt.Errorf("%w: %w", ErrCancelled, err)
+	}
+	t.end(err)
+	res.Stats = t.snapshot()
+	if err != nil {
+		return res, fmt.Errorf("upload %s/%s: %w", req.Bucket, req.Key, err)
+	}
+	return res, nil
+}
+
+func (c *Client) upload(ctx context.Context, t *transfer, req UploadRequest, policy ResumePolicy) (Result, error) {
+	cc, err := c.conn(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	t.mu.Lock()
+	t.cc = cc
+	t.mu.Unlock()
+
+	if req.Size <= MaxInline {
+		data := make([]byte, req.Size)
+		if _, err := req.Source.ReadAt(data, 0); err != nil && !(errors.Is(err, io.EOF) && req.Size == 0) {
+			return Result{}, fmt.Errorf("reading source: %w", err)
+		}
+		sum := sha256.Sum256(data)
+		meta := req.Meta
+		meta.SHA256 = hex.EncodeToString(sum[:])
+		var o objectJSON
+		if err := cc.call(ctx, "put", putReq{Bucket: req.Bucket, Key: req.Key, Data: data, Meta: toMetaJSON(meta)}, &o); err != nil {
+			return Result{}, err
+		}
+		t.mu.Lock()
+		t.stats.Sent = req.Size
+		t.mu.Unlock()
+		return Result{Object: o.info(), SHA256: meta.SHA256}, nil
+	}
+
+	// Hash the source while the bytes go out.
+	var shaOnce sync.Once
+	shaCh := make(chan struct{})
+	var sha string
+	var shaErr error
+	hashSource := func() {
+		shaOnce.Do(func() {
+			go func() {
+				defer close(shaCh)
+				h := sha256.New()
+				_, err := io.Copy(h, io.NewSectionReader(req.Source, 0, req.Size))
+				if err != nil {
+					shaErr = fmt.Errorf("reading source: %w", err)
+					return
+				}
+				sha = hex.EncodeToString(h.Sum(nil))
+			}()
+		})
+	}
+	waitSHA := func() (string, error) {
+		hashSource()
+		select {
+		case <-shaCh:
+			return sha, shaErr
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+	}
+	hashSource()
+
+	stream := c.stream.Add(1)
+	var failed error
+	var failMu sync.Mutex
+	failedCh := make(chan struct{})
+	stopEvents := cc.onEvents(stream, func(op string, body json.RawMessage) {
+		switch op {
+		case "checkpoint":
+			var ev checkpointEvent
+			if json.Unmarshal(body, &ev) == nil && req.OnCheckpoint != nil {
+				req.OnCheckpoint(ev.State)
+			}
+		case "failed":
+			var ev failedEvent
+			if json.Unmarshal(body, &ev) == nil && ev.Err != nil {
+				failMu.Lock()
+				if failed == nil {
+					failed = &RemoteError{Code: ev.Err.Code, Msg: ev.Err.Msg}
+					close(failedCh)
+				}
+				failMu.Unlock()
+			}
+		}
+	})
+	defer stopEvents()
+
+	ureq := uploadReq{
+		Stream: stream, Bucket: req.Bucket, Key: req.Key, Size: req.Size, Meta: toMetaJSON(req.Meta),
+		Resume: string(policy), State: req.State,
+	}
+	var resp uploadResp
+	if err := cc.call(ctx, "upload", ureq, &resp); err != nil {
+		return Result{}, err
+	}
+	reset := func() error {
+		resp = uploadResp{}
+		return cc.call(ctx, "upload_reset", ureq, &resp)
+	}
+	if resp.Existing != nil {
+		ok, err := c.existingMatches(ctx, req, policy, resp, waitSHA)
+		if err != nil {
+			return Result{}, err
+		}
+		if ok {
+			t.mu.Lock()
+			t.skipped = req.Size
+			t.mu.Unlock()
+			info := resp.Existing.info()
+			return Result{Object: info, SHA256: info.Meta.SHA256}, nil
+		}
+		if err := reset(); err != nil {
+			return Result{}, err
+		}
+	}
+	if len(resp.Have) > 0 && (policy == ResumeSparse || policy == ResumeFull) {
+		ok, err := samplesMatch(req.Source, resp.Samples)
+		if err != nil {
+			return Result{}, err
+		}
+		if !ok {
+			c.log.Info("the server's partial copy differs from the source; sending everything", "key", req.Key)
+			if err := reset(); err != nil {
+				return Result{}, err
+			}
+		}
+	}
+	need := ranges.Of(ranges.Range{Off: 0, Len: req.Size})
+	var skipped int64
+	for _, h := range resp.Have {
+		h.Off, h.Len = max(h.Off, 0), min(h.Len, req.Size-max(h.Off, 0))
+		if h.Len > 0 {
+			need.Remove(h.Off, h.Len)
+		}
+	}
+	skipped = req.Size - need.Size()
+	st := newSendStream(stream, readerAtSource{r: req.Source, size: req.Size}, need)
+	if req.Rate.Target > 0 {
+		st.setCap(float64(req.Rate.Target)/8, time.Now())
+	}
+	t.mu.Lock()
+	t.send, t.skipped = st, skipped
+	t.mu.Unlock()
+	cc.sess.addStream(st)
+	defer cc.sess.removeStream(st)
+	select {
+	case <-st.done:
+		if st.err != nil {
+			return Result{}, st.err
+		}
+	case <-failedCh:
+		return Result{}, failed
+	case <-ctx.Done():
+		st.finish(ErrCancelled)
+		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		cc.call(cctx, "cancel", streamReq{Stream: stream}, nil)
+		cancel()
+		return Result{}, ctx.Err()
+	case <-cc.dead:
+		return Result{}, cc.deadErr
+	}
+	c.log.Debug("upload data acknowledged", "key", req.Key, "elapsed", time.Since(t.stats.Started))
+	sum, err := waitSHA()
+	if err != nil {
+		return Result{}, err
+	}
+	var o objectJSON
+	if err := cc.call(ctx, "commit", commitReq{Stream: stream, SHA256: sum}, &o); err != nil {
+		return Result{}, err
+	}
+	c.log.Debug("upload committed", "key", req.Key, "elapsed", time.Since(t.stats.Started))
+	return Result{Object: o.info(), SHA256: sum}, nil
+}
+
+// existingMatches decides whether an object already stored with the same
+// size and mtime is the source, by the resume policy.
+func (c *Client) existingMatches(ctx context.Context, req UploadRequest, policy ResumePolicy, resp uploadResp, waitSHA func() (string, error)) (bool, error) {
+	switch policy {
+	case ResumeAttrs:
+		return true, nil
+	case ResumeSparse:
+		return samplesMatch(req.Source, resp.Samples)
+	case ResumeFull:
+		sum, err := waitSHA()
+		if err != nil {
+			return false, err
+		}
+		return sum == resp.Existing.Meta.SHA256, nil
+	}
+	return false, nil
+}
+
+// samplesMatch compares the server's checksums of ranges with the source's.
+func samplesMatch(src io.ReaderAt, samples []sampleSum) (bool, error) {
+	for _, s := range samples {
+		h := sha256.New()
+		if _, err := io.Copy(h, io.NewSectionReader(src, s.Off, s.Len)); err != nil {
+			return false, fmt.Errorf("reading source: %w", err)
+		}
+		if !bytes.Equal(h.Sum(nil), s.SHA256) {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// Download fetches an object's bytes (or a range of them) into req.Dest
+// and returns when all are written. For a whole object, Result.SHA256 is
+// the server's checksum of it; the caller compares it with what it wrote.
+func (c *Client) Download(ctx context.Context, req DownloadRequest) (Result, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	size := req.Length
+	t := c.register(DirDownload, req.Bucket, req.Key, size, cancel)
+	defer c.unregister(t)
+	res, err := c.download(ctx, t, req)
+	if err != nil && ctx.Err() != nil && !errors.Is(err, ErrCancelled) {
+		err = fmt.Errorf("%w: %w", ErrCancelled, err)
+	}
+	t.end(err)
+	res.Stats = t.snapshot()
+	if err != nil {
+		return res, fmt.Errorf("download %s/%s: %w", req.Bucket, req.Key, err)
+	}
+	return res, nil
+}
+
+// unbounded stands for "to the end" until the size is known.
+const unbounded = 1 << 60
+
+func (c *Client) download(ctx context.Context, t *transfer, req DownloadRequest) (Result, error) {
+	if req.Offset < 0 {
+		return Result{}, fmt.Errorf("negative offset")
+	}
+	cc, err := c.conn(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	t.mu.Lock()
+	t.cc = cc
+	t.mu.Unlock()
+	end := int64(unbounded)
+	if req.Length >= 0 {
+		end = req.Offset + req.Length
+	}
+	want := needOf(req.Offset, end-req.Offset, req.Have)
+	stream := c.stream.Add(1)
+	r := newRecvStream(stream, req.Dest, want, req.OnData)
+	cc.sess.addRecv(r)
+	defer func() {
+		cc.sess.removeRecv(stream)
+		r.close()
+	}()
+	var failed error
+	failedCh := make(chan struct{})
+	var failOnce sync.Once
+	stopEvents := cc.onEvents(stream, func(op string, body json.RawMessage) {
+		if op != "failed" {
+			return
+		}
+		var ev failedEvent
+		if json.Unmarshal(body, &ev) == nil && ev.Err != nil {
+			failOnce.Do(func() {
+				failed = &RemoteError{Code: ev.Err.Code, Msg: ev.Err.Msg}
+				close(failedCh)
+			})
+		}
+	})
+	defer stopEvents()
+	var resp downloadResp
+	dreq := downloadReq{Stream: stream, Bucket: req.Bucket, Key: req.Key, Offset: req.Offset, Length: req.Length, Have: req.Have, Target: req.Rate.Target}
+	if err := cc.call(ctx, "download", dreq, &resp); err != nil {
+		return Result{}, err
+	}
+	info := resp.Object.info()
+	// Now the size is known: stop waiting for bytes past the end.
+	last := min(end, info.Size)
+	r.limit(last)
+	first := min(req.Offset, info.Size)
+	total := last - first
+	held := int64(0)
+	for _, h := range req.Have {
+		lo, hi := max(h.Off, first), min(h.End(), last)
+		if hi > lo {
+			held += hi - lo
+		}
+	}
+	t.mu.Lock()
+	t.recv, t.skipped = r, held
+	t.stats.Size = total
+	t.mu.Unlock()
+	select {
+	case <-r.done():
+	case <-failedCh:
+		return Result{}, failed
+	case <-ctx.Done():
+		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		cc.call(cctx, "cancel", streamReq{Stream: stream}, nil)
+		cancel()
+		return Result{}, ctx.Err()
+	case <-cc.dead:
+		return Result{}, cc.deadErr
+	}
+	if err := r.failed(); err != nil {
+		return Result{}, fmt.Errorf("writing: %w", err)
+	}
+	var fin finishResp
+	if err := cc.call(ctx, "download_finish", streamReq{Stream: stream}, &fin); err != nil {
+		return Result{}, err
+	}
+	return Result{Object: info, SHA256: fin.SHA256}, nil
+}
+
+// limit stops the stream wanting bytes at or past end.
+func (r *recvStream) limit(end int64) {
+	r.mu.Lock()
+	r.want.Remove(end, unbounded)
+	complete := r.written.Size() >= r.want.Size() && r.err == nil
+	var full []*wblock
+	for k, b := range r.blocks {
+		// A block waiting for bytes past the end is complete now.
+		b.want = b.filled
+		for _, w := range r.want.Intersect(b.off, recvBlockSize) {
+			b.want += w.Len
+		}
+		for _, g := range r.got.Intersect(b.off, recvBlockSize) {
+			b.want -= g.Len
+		}
+		if b.filled >= b.want {
+			delete(r.blocks, k)
+			full = append(full, b)
+		}
+	}
+	r.queued += len(full)
+	r.mu.Unlock()
+	for _, b := range full {
+		r.enqueue(b)
+	}
+	if complete && len(full) == 0 {
+		r.markDone()
+	}
+}

@@ -1,0 +1,498 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/chute/chute/cos"
+)
+
+// testNode is a server on loopback with one authorized client key.
+type testNode struct {
+	srv     *Server
+	dir     string
+	keyPath string
+	known   string
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+// startNode starts a server whose authorized_keys holds the lines given
+// (use "%s" for the client's public key).
+func startNode(t testing.TB, store cos.Store, authLine string, buckets ...string) *testNode {
+	t.Helper()
+	dir := t.TempDir()
+	keyPath := filepath.Join(dir, "client", "id_ed25519")
+	pub, err := GenerateKey(keyPath, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if authLine == "" {
+		authLine = "%s"
+	}
+	data := filepath.Join(dir, "node")
+	os.MkdirAll(data, 0o700)
+	if err := os.WriteFile(filepath.Join(data, "authorized_keys"), []byte(fmt.Sprintf(authLine, pub)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if len(buckets) == 0 {
+		buckets = []string{"photos"}
+	}
+	n := &testNode{dir: dir, keyPath: keyPath, known: filepath.Join(dir, "client", "known_hosts")}
+	n.start(t, data, store, buckets)
+	return n
+}
+
+func (n *testNode) start(t testing.TB, data string, store cos.Store, buckets []string) {
+	t.Helper()
+	srv, err := NewServer(ServerConfig{DataDir: data, Store: store, Listen: "127.0.0.1:0", Buckets: buckets, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n.srv, n.cancel, n.done = srv, cancel, make(chan struct{})
+	go func() {
+		defer close(n.done)
+		srv.Serve(ctx)
+	}()
+	t.Cleanup(n.stop)
+}
+
+func (n *testNode) stop() {
+	n.cancel()
+	<-n.done
+}
+
+func (n *testNode) dial(t testing.TB, mod func(*ClientConfig)) (*Client, error) {
+	t.Helper()
+	signer, err := LoadKey(n.keyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := ClientConfig{Signer: signer, KnownHosts: n.known, Logger: testLogger(t)}
+	if mod != nil {
+		mod(&cfg)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := Dial(ctx, n.srv.Addr().String(), cfg)
+	if err == nil {
+		t.Cleanup(func() { c.Close() })
+	}
+	return c, err
+}
+
+func (n *testNode) client(t testing.TB) *Client {
+	t.Helper()
+	c, err := n.dial(t, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// testLogger logs to stderr when CHUTE_TEST_LOG is set.
+func testLogger(t testing.TB) *slog.Logger {
+	if os.Getenv("CHUTE_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return quietLog()
+}
+
+func sha(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+func TestUploadDownloadSizes(t *testing.T) {
+	n := startNode(t, nil, "")
+	c := n.client(t)
+	ctx := context.Background()
+	for _, size := range []int{0, 1, 1400, MaxInline, MaxInline + 1, 3<<20 + 7, 16<<20 + 1, 40 << 20} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			data := randomBytes(size, uint64(size))
+			key := fmt.Sprintf("dir with space/é-%d.bin", size)
+			mtime := time.Date(2026, 3, 4, 5, 6, 7, 123456789, time.UTC)
+			res, err := c.Upload(ctx, UploadRequest{Bucket: "photos", Key: key, Source: bytes.NewReader(data), Size: int64(size), Meta: cos.Meta{Mtime: mtime, Mode: 0o100640}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.SHA256 != sha(data) {
+				t.Fatalf("upload SHA-256 %s, want %s", res.SHA256, sha(data))
+			}
+			if res.Object.Size != int64(size) {
+				t.Fatalf("committed size %d", res.Object.Size)
+			}
+			info, err := c.Stat(ctx, "photos", key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !info.Meta.Mtime.Equal(mtime.Truncate(time.Microsecond)) && info.Meta.Mtime.UnixMilli() != mtime.UnixMilli() {
+				t.Errorf("mtime %v, want %v", info.Meta.Mtime, mtime)
+			}
+			dest := &memFile{}
+			dres, err := c.Download(ctx, DownloadRequest{Bucket: "photos", Key: key, Length: -1, Dest: dest})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := dest.bytes()
+			if len(got) < size {
+				got = append(got, make([]byte, size-len(got))...)
+			}
+			if !bytes.Equal(got[:size], data) {
+				t.Fatal("downloaded bytes differ")
+			}
+			if dres.SHA256 != sha(data) {
+				t.Fatalf("download SHA-256 %s, want %s", dres.SHA256, sha(data))
+			}
+			// A range in the middle.
+			if size > 10 {
+				part := &memFile{}
+				if _, err := c.Download(ctx, DownloadRequest{Bucket: "photos", Key: key, Offset: int64(size / 3), Length: int64(size / 3), Dest: part}); err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(part.bytes()[size/3:size/3*2], data[size/3:size/3*2]) {
+					t.Fatal("ranged download differs")
+				}
+			}
+		})
+	}
+}
+
+// failingReader fails reads past a byte offset, once armed.
+type failingReader struct {
+	r     *bytes.Reader
+	after int64
+	mu    sync.Mutex
+	armed bool
+}
+
+func (f *failingReader) ReadAt(p []byte, off int64) (int, error) {
+	f.mu.Lock()
+	armed := f.armed
+	f.mu.Unlock()
+	if armed && off+int64(len(p)) > f.after {
+		return 0, errors.New("disk unplugged")
+	}
+	return f.r.ReadAt(p, off)
+}
+
+func TestUploadResumesAfterInterruption(t *testing.T) {
+	n := startNode(t, nil, "")
+	c := n.client(t)
+	ctx := context.Background()
+	data := randomBytes(24<<20, 9)
+	meta := cos.Meta{Mtime: time.Unix(1700000000, 5e8)}
+	src := &failingReader{r: bytes.NewReader(data), after: 10 << 20, armed: true}
+	_, err := c.Upload(ctx, UploadRequest{Bucket: "photos", Key: "big", Source: src, Size: int64(len(data)), Meta: meta})
+	if err == nil {
+		t.Fatal("upload from a failing source succeeded")
+	}
+	// The server made what arrived durable within a moment.
+	time.Sleep(600 * time.Millisecond)
+	res, err := c.Upload(ctx, UploadRequest{Bucket: "photos", Key: "big", Source: bytes.NewReader(data), Size: int64(len(data)), Meta: meta})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Skipped < 8<<20 {
+		t.Fatalf("resume skipped %d bytes, want most of the first 10 MiB", res.Skipped)
+	}
+	if res.SHA256 != sha(data) {
+		t.Fatal("checksum differs after resume")
+	}
+	// Once stored, the same upload is skipped whole (sparse check).
+	again, err := c.Upload(ctx, UploadRequest{Bucket: "photos", Key: "big", Source: bytes.NewReader(data), Size: int64(len(data)), Meta: meta})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Skipped != int64(len(data)) || again.Sent != 0 {
+		t.Fatalf("re-upload of a stored object: skipped %d sent %d, want all skipped", again.Skipped, again.Sent)
+	}
+	// With resume none everything goes again.
+	none, err := c.Upload(ctx, UploadRequest{Bucket: "photos", Key: "big", Source: bytes.NewReader(data), Size: int64(len(data)), Meta: meta, Resume: ResumeNone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if none.Skipped != 0 || none.Sent < int64(len(data)) {
+		t.Fatalf("resume none: skipped %d sent %d", none.Skipped, none.Sent)
+	}
+}
+
+func TestResumeSparseDetectsChangedSource(t *testing.T) {
+	n := startNode(t, nil, "")
+	c := n.client(t)
+	ctx := context.Background()
+	data := randomBytes(20<<20, 11)
+	mtime := time.Unix(1700000000, 0)
+	if _, err := c.Upload(ctx, UploadRequest{Bucket: "photos", Key: "k", Source: bytes.NewReader(data), Size: int64(len(data)), Meta: cos.Meta{Mtime: mtime}}); err != nil {
+		t.Fatal(err)
+	}
+	// Same size and mtime, different bytes (at the start, which a sample
+	// covers): sparse and full notice, attrs does not.
+	changed := append([]byte{}, data...)
+	copy(changed, "changed!")
+	for _, tc := range []struct {
+		policy   ResumePolicy
+		wantSkip bool
+	}{{ResumeAttrs, true}, {ResumeSparse, false}, {ResumeFull, false}} {
+		res, err := c.Upload(ctx, UploadRequest{Bucket: "photos", Key: "k", Source: bytes.NewReader(changed), Size: int64(len(changed)), Meta: cos.Meta{Mtime: mtime}, Resume: tc.policy})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if skipped := res.Skipped == int64(len(data)); skipped != tc.wantSkip {
+			t.Errorf("%s: skipped=%v, want %v", tc.policy, skipped, tc.wantSkip)
+		}
+		if tc.policy == ResumeAttrs {
+			continue
+		}
+		if res.SHA256 != sha(changed) {
+			t.Errorf("%s: stored checksum %s, want the changed file's", tc.policy, res.SHA256)
+		}
+		data = changed
+		changed = append([]byte{}, data...)
+		copy(changed, "again!!!")
+	}
+}
+
+func TestAuthentication(t *testing.T) {
+	n := startNode(t, nil, "")
+	// A key the server does not know.
+	other := filepath.Join(t.TempDir(), "other")
+	if _, err := GenerateKey(other, ""); err != nil {
+		t.Fatal(err)
+	}
+	otherSigner, _ := LoadKey(other)
+	_, err := n.dial(t, func(cfg *ClientConfig) { cfg.Signer = otherSigner })
+	if !errors.Is(err, ErrAuth) {
+		t.Fatalf("unknown key: err = %v, want ErrAuth", err)
+	}
+	if !strings.Contains(err.Error(), "authorized_keys") {
+		t.Errorf("message does not say what to do: %v", err)
+	}
+	// First contact records the host key.
+	if _, err := n.dial(t, nil); err != nil {
+		t.Fatal(err)
+	}
+	kh, _ := os.ReadFile(n.known)
+	if !bytes.Contains(kh, []byte("ssh-ed25519")) {
+		t.Fatalf("known_hosts not written: %q", kh)
+	}
+	// A different host key at the same address is refused.
+	badHost := filepath.Join(t.TempDir(), "hostkey")
+	GenerateKey(badHost, "")
+	hk, _ := LoadKey(badHost)
+	line := strings.Fields(string(kh))
+	forged := line[0] + " " + strings.TrimSpace(string(ssh.MarshalAuthorizedKey(hk.PublicKey()))) + "\n"
+	os.WriteFile(n.known, []byte(forged), 0o600)
+	_, err = n.dial(t, nil)
+	if !errors.Is(err, ErrHostKeyChanged) {
+		t.Fatalf("changed host key: err = %v, want ErrHostKeyChanged", err)
+	}
+	if !strings.Contains(err.Error(), "line 1") {
+		t.Errorf("message does not say which line to fix: %v", err)
+	}
+}
+
+func TestAccessRestrictions(t *testing.T) {
+	mem, err := cos.NewFolder(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := startNode(t, mem, `buckets="photos",prefix="run42/" %s`, "photos", "other")
+	c := n.client(t)
+	ctx := context.Background()
+	data := randomBytes(5000, 1)
+	put := func(bucket, key string) error {
+		_, err := c.Upload(ctx, UploadRequest{Bucket: bucket, Key: key, Source: bytes.NewReader(data), Size: int64(len(data))})
+		return err
+	}
+	if err := put("photos", "run42/a"); err != nil {
+		t.Fatalf("allowed upload failed: %v", err)
+	}
+	for _, tc := range []struct{ bucket, key string }{{"other", "run42/a"}, {"photos", "run43/a"}} {
+		if err := put(tc.bucket, tc.key); !errors.Is(err, cos.ErrPermission) {
+			t.Errorf("upload to %s/%s: err = %v, want permission denied", tc.bucket, tc.key, err)
+		}
+		if _, err := c.Download(ctx, DownloadRequest{Bucket: tc.bucket, Key: tc.key, Length: -1, Dest: &memFile{}}); !errors.Is(err, cos.ErrPermission) {
+			t.Errorf("download of %s/%s: err = %v, want permission denied", tc.bucket, tc.key, err)
+		}
+		if _, err := c.Stat(ctx, tc.bucket, tc.key); !errors.Is(err, cos.ErrPermission) {
+			t.Errorf("stat of %s/%s: err = %v, want permission denied", tc.bucket, tc.key, err)
+		}
+	}
+	// Nothing reached the other bucket.
+	page, err := mem.List(ctx, "other", cos.ListOptions{})
+	if err != nil || len(page.Objects) != 0 {
+		t.Fatalf("other bucket holds %v (%v)", page.Objects, err)
+	}
+	// Listing the bucket root shows only the way to the prefix.
+	mem.Put(ctx, "photos", "secret", strings.NewReader("x"), 1, cos.Meta{})
+	root, err := c.List(ctx, "photos", cos.ListOptions{Delimiter: "/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(root.Objects) != 0 || len(root.CommonPrefixes) != 1 || root.CommonPrefixes[0] != "run42/" {
+		t.Fatalf("root listing = %+v, want only run42/", root)
+	}
+
+	ro := startNode(t, nil, `read-only %s`)
+	rc := ro.client(t)
+	if _, err := rc.Upload(ctx, UploadRequest{Bucket: "photos", Key: "x", Source: bytes.NewReader(data), Size: int64(len(data))}); !errors.Is(err, cos.ErrPermission) {
+		t.Errorf("read-only key uploaded: %v", err)
+	}
+	if err := rc.Delete(ctx, "photos", "x"); !errors.Is(err, cos.ErrPermission) {
+		t.Errorf("read-only key deleted: %v", err)
+	}
+}
+
+func TestBadKeysRejected(t *testing.T) {
+	n := startNode(t, nil, "")
+	c := n.client(t)
+	ctx := context.Background()
+	for _, key := range []string{"../etc/passwd", "a/../../b", "/abs", "nul\x00byte", "", "a//b"} {
+		_, err := c.Upload(ctx, UploadRequest{Bucket: "photos", Key: key, Source: bytes.NewReader([]byte("x")), Size: 1})
+		if !errors.Is(err, cos.ErrInvalidKey) {
+			t.Errorf("key %q: err = %v, want invalid key", key, err)
+		}
+		if _, err := c.Download(ctx, DownloadRequest{Bucket: "photos", Key: key, Length: -1, Dest: &memFile{}}); !errors.Is(err, cos.ErrInvalidKey) {
+			t.Errorf("download key %q: err = %v, want invalid key", key, err)
+		}
+	}
+	// Nothing escaped the objects folder.
+	if _, err := os.Stat(filepath.Join(n.dir, "etc")); err == nil {
+		t.Fatal("a file was written outside the store")
+	}
+}
+
+func TestNotFound(t *testing.T) {
+	n := startNode(t, nil, "")
+	c := n.client(t)
+	ctx := context.Background()
+	if _, err := c.Stat(ctx, "photos", "nope"); !errors.Is(err, cos.ErrNotFound) {
+		t.Fatalf("stat: %v", err)
+	}
+	if _, err := c.Download(ctx, DownloadRequest{Bucket: "photos", Key: "nope", Length: -1, Dest: &memFile{}}); !errors.Is(err, cos.ErrNotFound) {
+		t.Fatalf("download: %v", err)
+	}
+}
+
+// TestResumeThroughAnotherServer interrupts a multipart upload through one
+// server and finishes it through another in front of the same store,
+// sending only what the first did not checkpoint.
+func TestResumeThroughAnotherServer(t *testing.T) {
+	store, err := cos.NewFolder(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := startNode(t, store, "")
+	ca := a.client(t)
+	data := randomBytes(64<<20, 21)
+	var mu sync.Mutex
+	var state []byte
+	ctx, cancel := context.WithCancel(context.Background())
+	got2 := make(chan struct{})
+	var once sync.Once
+	go func() {
+		ca.Upload(ctx, UploadRequest{
+			Bucket: "photos", Key: "far/big.bin", Source: bytes.NewReader(data), Size: int64(len(data)),
+			Rate: Rate{Target: 120e6},
+			OnCheckpoint: func(s []byte) {
+				mu.Lock()
+				state = s
+				mu.Unlock()
+				if bytes.Contains(s, []byte(`"offset":33554432`)) {
+					once.Do(func() { close(got2) })
+				}
+			},
+		})
+	}()
+	select {
+	case <-got2:
+	case <-time.After(time.Minute):
+		t.Fatal("no checkpoint at two parts")
+	}
+	// Server A dies.
+	a.stop()
+	cancel()
+
+	// Server B: a new data folder, the same store.
+	b := startNode(t, store, "")
+	cb := b.client(t)
+	mu.Lock()
+	st := state
+	mu.Unlock()
+	res, err := cb.Upload(context.Background(), UploadRequest{Bucket: "photos", Key: "far/big.bin", Source: bytes.NewReader(data), Size: int64(len(data)), State: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Skipped < 32<<20 {
+		t.Fatalf("server B skipped %d bytes, want at least the two checkpointed parts (32 MiB)", res.Skipped)
+	}
+	if res.SHA256 != sha(data) {
+		t.Fatal("checksum mismatch")
+	}
+	rc, err := store.Read(context.Background(), "photos", "far/big.bin", cos.ReadOptions{Length: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	var buf bytes.Buffer
+	buf.ReadFrom(rc)
+	if !bytes.Equal(buf.Bytes(), data) {
+		t.Fatal("stored object differs")
+	}
+}
+
+func TestTransfersVisibleAndCancellable(t *testing.T) {
+	n := startNode(t, nil, "")
+	c := n.client(t)
+	data := randomBytes(30<<20, 5)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Upload(context.Background(), UploadRequest{Bucket: "photos", Key: "slow", Source: bytes.NewReader(data), Size: int64(len(data)), Rate: Rate{Target: 40e6}})
+		errc <- err
+	}()
+	var st Stats
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		ts := c.Transfers()
+		if len(ts) == 1 && ts[0].Done > 0 {
+			st = ts[0]
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if st.ID == "" || st.Direction != DirUpload || st.Key != "slow" || st.State != StateRunning {
+		t.Fatalf("transfer not listed while running: %+v", st)
+	}
+	if err := c.SetTransferRate(context.Background(), st.ID, 400e6); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Cancel(st.ID); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-errc:
+		if !errors.Is(err, ErrCancelled) && !errors.Is(err, context.Canceled) {
+			t.Fatalf("cancelled upload returned %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("cancel did not stop the upload")
+	}
+	if _, err := c.Stat(context.Background(), "photos", "slow"); !errors.Is(err, cos.ErrNotFound) {
+		t.Fatalf("cancelled upload left an object: %v", err)
+	}
+}

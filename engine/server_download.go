@@ -1,0 +1,277 @@
+package engine
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/chute/chute/cos"
+	"github.com/chute/chute/engine/internal/ranges"
+)
+
+// A download reads the object's needed ranges from the store in order,
+// keeping what it read in memory until the client acknowledges it, so lost
+// packets are resent without reading the store again. When the whole
+// object is read in order, it is hashed on the way.
+
+type serverDownload struct {
+	c      *serverConn
+	stream uint32
+	st     *sendStream
+	src    *storeSource
+	info   cos.ObjectInfo
+	whole  bool // the download covers the whole object: hash it
+}
+
+// storeAhead bounds the bytes read from the store ahead of the client's
+// acknowledgements.
+const storeAhead = 64 << 20
+
+// storeChunk is the size of one read from the store.
+const storeChunk = 1 << 20
+
+// storeSource feeds a send stream from a store object.
+type storeSource struct {
+	mu       sync.Mutex
+	cond     *sync.Cond
+	segs     []seg // loaded, ascending, not yet released
+	loaded   int64 // bytes held in segs
+	released int64 // everything below is acknowledged
+	err      error
+	closed   bool
+	hash     hash.Hash // nil unless hashing
+	sum      string
+	hashDone chan struct{}
+	wake     func()      // more bytes are ready
+	onFail   func(error) // the store failed
+}
+
+type seg struct {
+	off  int64
+	data []byte
+}
+
+func (s *storeSource) ready(off int64) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, g := range s.segs {
+		if off >= g.off && off < g.off+int64(len(g.data)) {
+			return g.off + int64(len(g.data)) - off
+		}
+	}
+	return 0
+}
+
+var errReleased = errors.New("bytes already released")
+
+func (s *storeSource) ReadAt(p []byte, off int64) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for n < len(p) {
+		found := false
+		pos := off + int64(n)
+		for _, g := range s.segs {
+			if pos >= g.off && pos < g.off+int64(len(g.data)) {
+				n += copy(p[n:], g.data[pos-g.off:])
+				found = true
+				break
+			}
+		}
+		if !found {
+			return n, errReleased
+		}
+	}
+	return n, nil
+}
+
+func (s *storeSource) release(off int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if off <= s.released {
+		return
+	}
+	s.released = off
+	keep := s.segs[:0]
+	for _, g := range s.segs {
+		if g.off+int64(len(g.data)) <= off {
+			s.loaded -= int64(len(g.data))
+			continue
+		}
+		keep = append(keep, g)
+	}
+	clear(s.segs[len(keep):])
+	s.segs = keep
+	s.cond.Broadcast()
+}
+
+func (s *storeSource) close() {
+	s.mu.Lock()
+	s.closed = true
+	s.cond.Broadcast()
+	s.mu.Unlock()
+}
+
+// load reads the needed ranges from the store in order.
+func (s *storeSource) load(ctx context.Context, store cos.Store, bucket, key string, need []ranges.Range) {
+	defer func() {
+		if s.hashDone != nil {
+			close(s.hashDone)
+		}
+	}()
+	fail := func(err error) {
+		s.mu.Lock()
+		s.err = err
+		s.mu.Unlock()
+		if s.onFail != nil {
+			s.onFail(err)
+		}
+	}
+	for _, r := range need {
+		rc, err := store.Read(ctx, bucket, key, cos.ReadOptions{Offset: r.Off, Length: r.Len})
+		if err != nil {
+			fail(err)
+			return
+		}
+		pos := r.Off
+		for pos < r.End() {
+			s.mu.Lock()
+			for !s.closed && s.loaded >= storeAhead {
+				s.cond.Wait()
+			}
+			closed := s.closed
+			s.mu.Unlock()
+			if closed {
+				rc.Close()
+				return
+			}
+			buf := make([]byte, min(int64(storeChunk), r.End()-pos))
+			n, err := io.ReadFull(rc, buf)
+			if n > 0 {
+				if s.hash != nil {
+					s.hash.Write(buf[:n])
+				}
+				s.mu.Lock()
+				s.segs = append(s.segs, seg{off: pos, data: buf[:n]})
+				s.loaded += int64(n)
+				s.mu.Unlock()
+				pos += int64(n)
+				s.wake()
+			}
+			if err != nil {
+				rc.Close()
+				if pos < r.End() {
+					fail(&cos.Error{Op: "read", Bucket: bucket, Key: key, Err: fmt.Errorf("object changed or store failed at byte %d: %w", pos, err)})
+					return
+				}
+			}
+		}
+		rc.Close()
+	}
+	if s.hash != nil {
+		s.sum = hex.EncodeToString(s.hash.Sum(nil))
+	}
+}
+
+func (s *storeSource) failed() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// startDownload answers "download": it checks the object and starts
+// sending the bytes the client lacks.
+func (c *serverConn) startDownload(ctx context.Context, req downloadReq) (any, error) {
+	if err := c.check("download", req.Bucket, req.Key, false); err != nil {
+		return nil, err
+	}
+	sess, err := c.session()
+	if err != nil {
+		return nil, err
+	}
+	info, err := c.srv.store.Stat(ctx, req.Bucket, req.Key)
+	if err != nil {
+		return nil, err
+	}
+	off := min(max(req.Offset, 0), info.Size)
+	n := info.Size - off
+	if req.Length >= 0 && req.Length < n {
+		n = req.Length
+	}
+	need := needOf(off, n, req.Have)
+	d := &serverDownload{c: c, stream: req.Stream, info: info}
+	d.src = &storeSource{}
+	d.src.cond = sync.NewCond(&d.src.mu)
+	d.src.wake = sess.signal
+	d.whole = off == 0 && n == info.Size && len(req.Have) == 0 && info.Meta.SHA256 == ""
+	if d.whole {
+		d.src.hash = sha256.New()
+		d.src.hashDone = make(chan struct{})
+	}
+	d.st = newSendStream(req.Stream, d.src, need)
+	lctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-d.st.done
+		cancel()
+	}()
+	d.src.onFail = func(err error) {
+		sess.failStream(d.st, err)
+		c.event("failed", failedEvent{Stream: d.stream, Err: toWireErr(err)})
+	}
+	go d.src.load(lctx, c.srv.store, req.Bucket, req.Key, need.Ranges())
+	go func() {
+		<-d.st.done
+		sess.removeStream(d.st)
+	}()
+	c.mu.Lock()
+	c.downloads[req.Stream] = d
+	c.mu.Unlock()
+	sess.mu.Lock()
+	if req.Target > 0 {
+		d.st.setCap(float64(req.Target)/8, time.Now())
+	}
+	sess.mu.Unlock()
+	sess.addStream(d.st)
+	return downloadResp{Object: toObjectJSON(info)}, nil
+}
+
+func (d *serverDownload) stop() {
+	d.st.finish(ErrCancelled)
+	if sess, err := d.c.session(); err == nil {
+		sess.removeStream(d.st)
+	}
+}
+
+// finishDownload answers "download_finish": the client holds every byte;
+// the server reports the object's SHA-256 when it knows it.
+func (c *serverConn) finishDownload(ctx context.Context, req streamReq) (any, error) {
+	c.mu.Lock()
+	d := c.downloads[req.Stream]
+	delete(c.downloads, req.Stream)
+	c.mu.Unlock()
+	if d == nil {
+		return nil, fmt.Errorf("%w: no download on stream %d", ErrProtocol, req.Stream)
+	}
+	d.stop()
+	if d.info.Meta.SHA256 != "" {
+		return finishResp{SHA256: d.info.Meta.SHA256}, nil
+	}
+	if !d.whole {
+		return finishResp{}, nil
+	}
+	select {
+	case <-d.src.hashDone:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if err := d.src.failed(); err != nil {
+		return nil, err
+	}
+	return finishResp{SHA256: d.src.sum}, nil
+}
