@@ -30,6 +30,7 @@ type upOptions struct {
 	readyFile     string
 	statsInterval time.Duration
 	nice          int
+	noOffload     bool
 }
 
 func (o *upOptions) AddFlags(fs *pflag.FlagSet) {
@@ -45,6 +46,7 @@ func (o *upOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.json, "json", false, "print the namespaces and addresses, and the final stats, as JSON lines")
 	fs.StringVar(&o.readyFile, "ready-file", "", "write the JSON description to this file once the link is up")
 	fs.DurationVar(&o.statsInterval, "stats-interval", 0, "log the counters this often (0: only at exit)")
+	fs.BoolVar(&o.noOffload, "no-offload", false, "one packet per system call: no TCP segmentation offload between the kernels and the forwarder (slower)")
 	fs.IntVar(&o.nice, "nice", -10, "scheduling niceness of the forwarder, so that a busy machine delays packets less (0: leave as is)")
 }
 
@@ -73,7 +75,7 @@ type upDescription struct {
 }
 
 func (o *upOptions) config() (linkem.Config, error) {
-	cfg := linkem.Config{Name: o.name, MTU: o.mtu, Seed: o.seed}
+	cfg := linkem.Config{Name: o.name, MTU: o.mtu, Seed: o.seed, NoOffload: o.noOffload}
 	if err := o.link.apply(&cfg.NearToFar, &cfg.FarToNear, true); err != nil {
 		return cfg, err
 	}
@@ -205,9 +207,9 @@ func printUp(w io.Writer, d upDescription) {
 func printStats(w io.Writer, st linkem.Stats) {
 	for _, d := range []linkem.Dir{linkem.NearToFar, linkem.FarToNear} {
 		s := st.Dir(d)
-		fmt.Fprintf(w, "%s: in %d pkts/%d B, lost %d, queue drops %d, forwarded %d pkts/%d B, in flight %d, max queue %d/%d B, lateness p50 %v p99 %v max %v; overload: %d stalls, %d kernel drops\n",
+		fmt.Fprintf(w, "%s: in %d pkts/%d B, lost %d, queue drops %d, forwarded %d pkts/%d B, in flight %d, max queue %d/%d B, lateness p50 %v p99 %v max %v; %d reads, %d writes; overload: %d stalls, %d kernel drops\n",
 			d, s.PacketsIn, s.BytesIn, s.Lost, s.QueueDrops, s.Forwarded, s.ForwardedBytes, s.InFlight,
-			s.MaxQueue, s.QueueLimit, s.Late.P50, s.Late.P99, s.Late.Max, s.Stalls, s.KernelDrops)
+			s.MaxQueue, s.QueueLimit, s.Late.P50, s.Late.P99, s.Late.Max, s.Reads, s.Writes, s.Stalls, s.KernelDrops)
 	}
 }
 

@@ -84,6 +84,7 @@ func benchTCP(b *testing.B, cfg linkem.Config) {
 	b.ReportMetric(float64(st.Late.P99.Microseconds()), "late-p99-µs")
 	b.ReportMetric(float64(st.Lost+st.QueueDrops)/float64(max(st.PacketsIn, 1))*100, "drop-%")
 	b.ReportMetric(float64(st.KernelDrops), "kernel-drops")
+	b.ReportMetric(float64(st.Forwarded)/float64(max(st.Writes, 1)), "pkts/write")
 	b.Logf("near→far %+v", st)
 }
 
@@ -158,4 +159,21 @@ func benchUDP(b *testing.B, cfg linkem.Config, offered float64) {
 	b.ReportMetric(float64(st.KernelDrops), "kernel-drops")
 	b.ReportMetric(float64(st.Late.P50.Microseconds()), "late-p50-µs")
 	b.ReportMetric(float64(st.Late.P99.Microseconds()), "late-p99-µs")
+}
+
+// BenchmarkTCPNoOffload is BenchmarkTCP with Config.NoOffload: one
+// packet per system call.
+func BenchmarkTCPNoOffload(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		cfg  linkem.Config
+	}{
+		{"plain", linkem.Config{}},
+		{"rtt20ms", linkem.Symmetric(20*time.Millisecond, 0, 0)},
+		{"rtt50ms_loss0.1%_500mbit", linkem.Symmetric(50*time.Millisecond, 0.001, 500*linkem.Mbit)},
+		{"rtt100ms_loss1%_200mbit", linkem.Symmetric(100*time.Millisecond, 0.01, 200*linkem.Mbit)},
+	} {
+		bc.cfg.NoOffload = true
+		b.Run(bc.name, func(b *testing.B) { benchTCP(b, bc.cfg) })
+	}
 }

@@ -114,6 +114,16 @@ type Config struct {
 	// mean 10.201.X.1 and 10.201.X.2 with X not used by another live
 	// emulator on this machine. Set both or neither.
 	NearAddr, FarAddr netip.Addr
+	// NoOffload turns off TCP segmentation offload between the kernels
+	// and the forwarder. By default the kernels hand TCP over IPv4 to the
+	// forwarder in super-packets of up to 64 KiB, which it cuts into
+	// MSS-sized segments for the emulated link (each meets loss, queue
+	// and delay on its own) and glues back together for the receiver
+	// when they leave together, as a NIC's TSO and GRO do. The link sees
+	// the same packets either way; offload makes the machine do far less
+	// work per byte, so TCP gets much faster before the forwarder becomes
+	// the limit.
+	NoOffload bool
 	// Sysctls are written in both namespaces after set-up, keyed by
 	// dotted name: {"net.ipv4.tcp_congestion_control": "cubic"}.
 	Sysctls map[string]string

@@ -101,7 +101,7 @@ func New(ctx context.Context, cfg Config) (_ *Emulator, err error) {
 		var tun *os.File
 		err := createNetns(ns.name, func() error {
 			var err error
-			tun, err = setupEnd(ns.addr, ns.peer, mtu, cfg.Sysctls)
+			tun, err = setupEnd(ns.addr, ns.peer, mtu, !cfg.NoOffload, cfg.Sysctls)
 			return err
 		})
 		if err != nil {
@@ -123,7 +123,7 @@ func New(ctx context.Context, cfg Config) (_ *Emulator, err error) {
 			in, out = out, in
 		}
 		sh := newShaper(e.links[d], e.limit(d), seed+uint64(d)*0x5851f42d4c957f2d)
-		p, err := newPipe(d, in, out, mtu, sh, epoch)
+		p, err := newPipe(d, in, out, mtu, !cfg.NoOffload, sh, epoch)
 		if err != nil {
 			return nil, err
 		}

@@ -27,7 +27,8 @@ type pipe struct {
 	in    io.Reader // one packet per Read
 	out   io.Writer // one packet per Write
 	epoch time.Time // zero of the shaper's time scale
-	bufSz int       // size of packet buffers: the MTU
+	bufSz int       // size of packet buffers: the MTU, plus a virtio header with vnet
+	vnet  bool      // packets carry virtio-net headers (Config.Offload)
 
 	timer   *os.File // timerfd, CLOCK_MONOTONIC, non-blocking
 	timerFD int
@@ -53,7 +54,7 @@ const maxHeldBytes = 256 << 20
 // writeBatch is the most packets writeLoop takes from the FIFO per lock.
 const writeBatch = 64
 
-func newPipe(dir Dir, in io.Reader, out io.Writer, mtu int, sh *shaper, epoch time.Time) (*pipe, error) {
+func newPipe(dir Dir, in io.Reader, out io.Writer, mtu int, vnet bool, sh *shaper, epoch time.Time) (*pipe, error) {
 	fd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("linkem: timerfd_create: %w", err)
@@ -64,10 +65,14 @@ func newPipe(dir Dir, in io.Reader, out io.Writer, mtu int, sh *shaper, epoch ti
 		out:     out,
 		epoch:   epoch,
 		bufSz:   mtu,
+		vnet:    vnet,
 		timer:   os.NewFile(uintptr(fd), "linkem-timer-"+dir.String()),
 		timerFD: fd,
 		sh:      sh,
 		maxBufs: max(1024, maxHeldBytes/mtu),
+	}
+	if vnet {
+		p.bufSz += vnetHdrLen
 	}
 	p.caught = sync.NewCond(&p.mu)
 	p.early = initialEarly
@@ -147,6 +152,9 @@ func (p *pipe) take() []byte {
 // readLoop runs until in is closed. It returns nil on close, else the
 // read error.
 func (p *pipe) readLoop() error {
+	if p.vnet {
+		return p.readLoopVnet()
+	}
 	scratch := make([]byte, p.bufSz)
 	p.mu.Lock()
 	cur := p.take()
@@ -171,6 +179,7 @@ func (p *pipe) readLoop() error {
 		}
 		now := p.now()
 		p.mu.Lock()
+		p.st.Reads++
 		p.st.PacketsIn++
 		p.st.BytesIn += uint64(n)
 		if cur == nil {
@@ -209,13 +218,106 @@ func (p *pipe) readLoop() error {
 	}
 }
 
+// readLoopVnet is readLoop for devices with virtio-net headers: it
+// reads super-packets and offers each segment to the shaper on its own.
+func (p *pipe) readLoopVnet() error {
+	big := make([]byte, maxSuperPacket)
+	for {
+		n, err := p.in.Read(big)
+		if err != nil {
+			if closedErr(err) {
+				return nil
+			}
+			if errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN) {
+				continue
+			}
+			return fmt.Errorf("linkem: %s: read: %w", p.dir, err)
+		}
+		if n <= vnetHdrLen {
+			continue
+		}
+		now := p.now()
+		h := decodeVnetHdr(big)
+		p.mu.Lock()
+		p.st.Reads++
+		switch {
+		case h.gsoType == gsoNone && n <= p.bufSz:
+			if buf := p.take(); buf == nil {
+				p.outOfMemory(n - vnetHdrLen)
+			} else {
+				copy(buf, big[:n])
+				p.offer(now, buf, n)
+			}
+		case h.gsoType&^gsoECN == gsoTCPv4:
+			var short bool
+			err := splitTSO(big[vnetHdrLen:n], int(h.gsoSize),
+				func() []byte {
+					b := p.take()
+					short = b == nil
+					return b
+				},
+				func(seg []byte) { p.offer(now, seg, len(seg)) })
+			if short || err != nil {
+				// The rest of the super-packet is lost to the
+				// forwarder's memory bound, or it was malformed.
+				p.outOfMemory(n - vnetHdrLen)
+			}
+		default:
+			p.outOfMemory(n - vnetHdrLen)
+		}
+		if p.behind(now) {
+			p.st.Stalls++
+			p.waiting = true
+			for p.waiting && !p.closed {
+				p.caught.Wait()
+			}
+		}
+		p.mu.Unlock()
+	}
+}
+
+// offer passes the packet in buf[:n] (virtio header included) through the
+// shaper and queues or recycles it. p.mu must be held.
+func (p *pipe) offer(now int64, buf []byte, n int) {
+	size := n - vnetHdrLen
+	p.st.PacketsIn++
+	p.st.BytesIn += uint64(size)
+	due, queued, v := p.sh.admit(now, size)
+	switch v {
+	case lost:
+		p.st.Lost++
+		p.st.LostBytes += uint64(size)
+		p.free = append(p.free, buf[:cap(buf)])
+	case overflow:
+		p.st.QueueDrops++
+		p.st.QueueDropBytes += uint64(size)
+		p.free = append(p.free, buf[:cap(buf)])
+	case pass:
+		p.st.MaxQueue = max(p.st.MaxQueue, queued)
+		if p.line.len() == 0 {
+			p.arm(due, now)
+		}
+		p.line.push(packet{buf: buf[:cap(buf)], n: n, due: due})
+	}
+}
+
+// outOfMemory counts size bytes dropped for want of packet memory (or
+// as malformed) as a queue drop. p.mu must be held.
+func (p *pipe) outOfMemory(size int) {
+	p.st.PacketsIn++
+	p.st.BytesIn += uint64(size)
+	p.st.QueueDrops++
+	p.st.QueueDropBytes += uint64(size)
+}
+
 // writeLoop runs until the timer is closed. It returns nil on close, else
 // the error that stopped it.
 func (p *pipe) writeLoop() error {
 	var tick [8]byte
 	batch := make([]packet, 0, writeBatch)
 	lateness := make([]int64, 0, writeBatch)
-	var fwd, fwdBytes, werr uint64
+	var fwd, fwdBytes, werr, writes uint64
+	var co coalescer
 	for {
 		if _, err := p.timer.Read(tick[:]); err != nil {
 			if closedErr(err) {
@@ -237,7 +339,8 @@ func (p *pipe) writeLoop() error {
 			p.st.Forwarded += fwd
 			p.st.ForwardedBytes += fwdBytes
 			p.st.WriteErrors += werr
-			fwd, fwdBytes, werr = 0, 0, 0
+			p.st.Writes += writes
+			fwd, fwdBytes, werr, writes = 0, 0, 0, 0
 			batch, lateness = batch[:0], lateness[:0]
 			if p.closed {
 				p.mu.Unlock()
@@ -273,9 +376,18 @@ func (p *pipe) writeLoop() error {
 			if len(batch) == 0 {
 				break // sleep until the timer fires
 			}
+			if p.vnet {
+				var closed bool
+				lateness, fwd, fwdBytes, werr, writes, closed = p.writeVnet(batch, lateness, &co)
+				if closed {
+					return nil
+				}
+				continue
+			}
 			for i := range batch {
 				pk := &batch[i]
 				lateness = append(lateness, p.now()-pk.due)
+				writes++
 				if _, err := p.out.Write(pk.buf[:pk.n]); err != nil {
 					if closedErr(err) {
 						return nil
@@ -288,6 +400,55 @@ func (p *pipe) writeLoop() error {
 			}
 		}
 	}
+}
+
+// writeVnet writes a batch of due packets with virtio headers, gluing
+// runs of consecutive TCP segments of one flow into super-packets. It
+// returns the lateness of each packet, the packets and bytes written, the
+// packets that failed, the write calls made, and whether out was closed.
+func (p *pipe) writeVnet(batch []packet, lateness []int64, co *coalescer) (_ []int64, fwd, fwdBytes, werr, writes uint64, closed bool) {
+	var run, runBytes uint64 // segments and IP bytes in co
+	write := func(b []byte, segs, bytes uint64) {
+		if closed {
+			return
+		}
+		writes++
+		if _, err := p.out.Write(b); err != nil {
+			if closedErr(err) {
+				closed = true
+				return
+			}
+			werr += segs
+			return
+		}
+		fwd += segs
+		fwdBytes += bytes
+	}
+	flush := func() {
+		if run > 0 {
+			write(co.finish(), run, runBytes)
+			run, runBytes = 0, 0
+		}
+	}
+	for i := range batch {
+		pk := &batch[i]
+		lateness = append(lateness, p.now()-pk.due)
+		seg := pk.buf[vnetHdrLen:pk.n]
+		if run > 0 && co.canJoin(seg) {
+			co.add(seg)
+			run++
+			runBytes += uint64(len(seg))
+			continue
+		}
+		flush()
+		if co.start(seg) {
+			run, runBytes = 1, uint64(len(seg))
+			continue
+		}
+		write(pk.buf[:pk.n], 1, uint64(len(seg)))
+	}
+	flush()
+	return lateness, fwd, fwdBytes, werr, writes, closed
 }
 
 // stats returns a copy of the counters. p.mu must not be held.

@@ -38,7 +38,7 @@ func startPipe(t *testing.T, l Link, limit int64) *pipeHarness {
 	t.Helper()
 	src, pipeIn := seqpacketPair(t)
 	pipeOut, dst := seqpacketPair(t)
-	p, err := newPipe(NearToFar, pipeIn, pipeOut, 1500, newShaper(l, limit, 1), time.Now())
+	p, err := newPipe(NearToFar, pipeIn, pipeOut, 1500, false, newShaper(l, limit, 1), time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

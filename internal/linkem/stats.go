@@ -35,6 +35,10 @@ type DirStats struct {
 	// Forwarded counts packets written into the other namespace.
 	Forwarded      uint64 `json:"forwarded"`
 	ForwardedBytes uint64 `json:"forwarded_bytes"`
+	// Reads and Writes count the forwarder's system calls on the TUN
+	// devices; with offload one call carries many packets.
+	Reads  uint64 `json:"reads"`
+	Writes uint64 `json:"writes"`
 	// WriteErrors counts packets the other namespace's TUN device refused.
 	WriteErrors uint64 `json:"write_errors"`
 	// Stalls counts the times the reader stopped reading because the

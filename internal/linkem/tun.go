@@ -30,9 +30,10 @@ func linkUp(sock int, name string) error {
 
 // setupEnd configures the calling thread's (fresh) network namespace as
 // one end of the link: lo up, a TUN device with addr and peer
-// point-to-point, the given MTU and sysctls. It returns the TUN device,
+// point-to-point, the given MTU and sysctls, and with offload virtio-net
+// headers, partial checksums and TCP segmentation offload. It returns the TUN device,
 // non-blocking, so reads and writes go through the runtime poller.
-func setupEnd(addr, peer netip.Addr, mtu int, sysctls map[string]string) (_ *os.File, err error) {
+func setupEnd(addr, peer netip.Addr, mtu int, offload bool, sysctls map[string]string) (_ *os.File, err error) {
 	sock, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("linkem: control socket: %w", err)
@@ -55,9 +56,18 @@ func setupEnd(addr, peer netip.Addr, mtu int, sysctls map[string]string) (_ *os.
 	if err != nil {
 		return nil, err
 	}
-	ifr.SetUint16(unix.IFF_TUN | unix.IFF_NO_PI)
+	flags := uint16(unix.IFF_TUN | unix.IFF_NO_PI)
+	if offload {
+		flags |= unix.IFF_VNET_HDR
+	}
+	ifr.SetUint16(flags)
 	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
 		return nil, fmt.Errorf("linkem: create TUN device: %w", err)
+	}
+	if offload {
+		if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, tunFCsum|tunFTSO4); err != nil {
+			return nil, fmt.Errorf("linkem: enable TUN offloads: %w", err)
+		}
 	}
 
 	// No IPv6 on the link: it would only add router solicitations to the
