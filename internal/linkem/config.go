@@ -52,14 +52,19 @@ type Link struct {
 	Rate Bitrate `json:"rate_bps"`
 	// Queue is the drop-tail queue in front of the bottleneck, in bytes.
 	// Zero means one bandwidth-delay product: Rate times the round-trip
-	// delay (this direction's Delay plus the other direction's), and at
-	// least MinQueue. It has no effect when Rate is zero.
+	// delay (this direction's Delay plus the other direction's), but at
+	// least what Rate drains in MinQueueTime and at least MinQueue. It has
+	// no effect when Rate is zero.
 	Queue int64 `json:"queue_bytes"`
 }
 
-// MinQueue is the smallest default queue, in bytes, so that links with a
-// tiny bandwidth-delay product still absorb a burst.
-const MinQueue = 64 << 10
+// MinQueue and MinQueueTime bound the default queue from below, so that
+// links with a tiny bandwidth-delay product still absorb the bursts that
+// senders with segmentation offload emit (64 KiB at a time).
+const (
+	MinQueue     = 64 << 10
+	MinQueueTime = 2 * time.Millisecond
+)
 
 // Validate reports whether l is usable.
 func (l Link) Validate() error {
@@ -94,7 +99,7 @@ func (l Link) queueLimit(back time.Duration) int64 {
 	if l.Queue > 0 {
 		return l.Queue
 	}
-	rtt := l.Delay + back
+	rtt := max(l.Delay+back, MinQueueTime)
 	bdp := int64(float64(l.Rate) / 8 * rtt.Seconds())
 	return max(bdp, MinQueue)
 }

@@ -240,14 +240,18 @@ func TestShaperRateChange(t *testing.T) {
 }
 
 // TestQueueLimitDefault checks the default queue: one bandwidth-delay
-// product over the round trip, at least MinQueue; an explicit Queue wins.
+// product over the round trip, at least MinQueueTime of the rate and at
+// least MinQueue; an explicit Queue wins.
 func TestQueueLimitDefault(t *testing.T) {
 	l := Link{Delay: 50 * time.Millisecond, Rate: 100 * Mbit}
 	if got, want := l.queueLimit(50*time.Millisecond), int64(100e6/8*0.1); got != want {
 		t.Errorf("BDP queue %d, want %d", got, want)
 	}
 	if got := (Link{Rate: 100 * Mbit}).queueLimit(0); got != MinQueue {
-		t.Errorf("zero-delay queue %d, want MinQueue %d", got, MinQueue)
+		t.Errorf("zero-delay queue at 100 Mbit/s %d, want MinQueue %d", got, MinQueue)
+	}
+	if got, want := (Link{Rate: Gbit}).queueLimit(0), int64(1e9/8*0.002); got != want {
+		t.Errorf("zero-delay queue at 1 Gbit/s %d, want %d (2 ms)", got, want)
 	}
 	l.Queue = 12345
 	if got := l.queueLimit(50 * time.Millisecond); got != 12345 {
