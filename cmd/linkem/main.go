@@ -10,9 +10,9 @@
 //	linkem set --name wan --rtt 50ms
 //	linkem down --name wan
 //
-// The namespaces start with the host's TCP settings, whose buffer limits
-// (net.ipv4.tcp_rmem and tcp_wmem, at most 6 and 4 MiB) cap one flow near
-// 0.5 Gbit/s at 50 ms. For long fat paths raise them inside:
+// The namespaces start with the host's TCP buffer limits; a common 4 MiB
+// maximum send buffer (net.ipv4.tcp_wmem) caps one flow near 0.5 Gbit/s
+// at 50 ms. For long fat paths raise the limits inside:
 //
 //	linkem up --rtt 200ms --rate 1gbit \
 //	    --sysctl "net.ipv4.tcp_rmem=4096 131072 67108864" \
