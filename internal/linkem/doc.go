@@ -13,7 +13,8 @@
 // up. The Go process reads every IP packet the kernel sends out of one TUN
 // device, passes it through that direction's emulated link, and writes it
 // into the other TUN device. TCP, UDP and ICMP are treated alike: the
-// emulator sees IP packets only.
+// emulator sees IP packets only. The link is IPv4: IPv6 is disabled on
+// the TUN devices.
 //
 // # The emulated link, per direction
 //
@@ -24,7 +25,8 @@
 //     rate and mean burst length LossBurst packets. Lost packets take no
 //     room in the queue and no time on the bottleneck (like netem's loss).
 //  2. the bottleneck: when Link.Rate is set, a drop-tail queue of Link.Queue
-//     bytes (default one bandwidth-delay product) in front of a serializer at
+//     bytes (default one bandwidth-delay product, at least 2 ms of the rate
+//     and 64 KiB) in front of a serializer at
 //     Rate bits per second, counting whole IP packets. A packet that does not
 //     fit behind the bytes still waiting is dropped.
 //  3. propagation: Link.Delay plus, with Link.Jitter, a uniform random offset
