@@ -248,19 +248,19 @@ func (c *Client) dial(ctx context.Context) (*clientConn, error) {
 	}
 	cipher, _ := ParseCipher(string(c.cfg.Cipher))
 	lim := congestion.Limits{Target: float64(rate.Target) / 8, Min: float64(rate.Min) / 8, Policy: string(rate.Policy)}
+	answered := make(chan struct{})
+	var answeredOnce sync.Once
 	cc.sess, err = newSession(cc.ep, sessionParams{
 		id: hr.Session, cipher: string(cipher), sendKey: hr.C2S, recvKey: hr.S2C,
 		packetSize: c.cfg.PacketSize, limits: lim, peer: peer,
+		onHello: func(_ *session, h wire.Header, hello wire.Hello, from netip.AddrPort, now time.Time) {
+			if h.Type == wire.TypeHelloAck {
+				answeredOnce.Do(func() { close(answered) })
+			}
+		},
 	}, c.log)
 	if err != nil {
 		return fail(err)
-	}
-	answered := make(chan struct{})
-	var answeredOnce sync.Once
-	cc.sess.onHello = func(h wire.Header, hello wire.Hello, from netip.AddrPort, now time.Time) {
-		if h.Type == wire.TypeHelloAck {
-			answeredOnce.Do(func() { close(answered) })
-		}
 	}
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()

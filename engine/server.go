@@ -580,14 +580,14 @@ func (c *serverConn) hello(req helloReq) (any, error) {
 	sess, err := newSession(c.srv.ep, sessionParams{
 		id: id, cipher: string(cipher), sendKey: s2c, recvKey: c2s,
 		packetSize: req.PacketSize, limits: lim,
+		onHello: func(sess *session, h wire.Header, hello wire.Hello, from netip.AddrPort, now time.Time) {
+			if h.Type == wire.TypeHello {
+				sess.sendHello(wire.TypeHelloAck, wire.Hello{Time: sess.micros(now), Echo: hello.Time})
+			}
+		},
 	}, c.log)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrProtocol, err)
-	}
-	sess.onHello = func(h wire.Header, hello wire.Hello, from netip.AddrPort, now time.Time) {
-		if h.Type == wire.TypeHello {
-			sess.sendHello(wire.TypeHelloAck, wire.Hello{Time: sess.micros(now), Echo: hello.Time})
-		}
 	}
 	c.sess = sess
 	_, port, _ := net.SplitHostPort(c.srv.udp.LocalAddr().String())

@@ -192,8 +192,8 @@ func (c *serverConn) startUpload(ctx context.Context, req uploadReq, reset bool)
 	srv.mu.Lock()
 	srv.uploads[slot] = u
 	srv.mu.Unlock()
-	go u.loop()
 	u.log.Info("upload started", "size", req.Size, "have", u.durable.Size(), "multipart", u.up != nil)
+	go u.loop()
 	return resp, nil
 }
 

@@ -47,7 +47,7 @@ type session struct {
 	seenOnce sync.Once
 	// onHello, if set, answers hellos (the server) or notes hello acks (the
 	// client). It runs on the read loop.
-	onHello func(h wire.Header, hello wire.Hello, from netip.AddrPort, now time.Time)
+	onHello func(s *session, h wire.Header, hello wire.Hello, from netip.AddrPort, now time.Time)
 
 	// Control packets (acks, hellos) use numbers with the top bit set, data
 	// packets numbers without it, so each has its own replay window.
@@ -116,6 +116,7 @@ type sessionParams struct {
 	packetSize int // datagram size; 0 means DefaultPacketSize
 	limits     congestion.Limits
 	peer       netip.AddrPort // known at once on the client; learnt from hellos on the server
+	onHello    func(s *session, h wire.Header, hello wire.Hello, from netip.AddrPort, now time.Time)
 }
 
 // DefaultPacketSize is the default UDP payload size of data packets: it
@@ -155,6 +156,7 @@ func newSession(ep *endpoint, p sessionParams, log *slog.Logger) (*session, erro
 		opener:      opener,
 		ackSealer:   ackSealer,
 		recv:        map[uint32]*recvStream{},
+		onHello:     p.onHello,
 		done:        make(chan struct{}),
 		loopDone:    make(chan struct{}),
 	}
@@ -298,7 +300,7 @@ func (s *session) receive(b []byte, from netip.AddrPort, now time.Time) bool {
 			s.setPeer(from)
 		}
 		if s.onHello != nil {
-			s.onHello(h, hello, from, now)
+			s.onHello(s, h, hello, from, now)
 		}
 	case wire.TypeClose:
 		s.log.Info("peer closed the data session", "reason", string(body))

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/chute/chute/cos"
+)
+
+type lsOptions struct {
+	client    clientOptions
+	recursive bool
+	json      bool
+}
+
+func init() {
+	o := &lsOptions{}
+	register(&command{
+		Name:    "ls",
+		Usage:   "ls [flags] chute://[user@]host[:port]/bucket[/prefix/]",
+		Summary: "list objects and folders: size, modification time, name",
+		Flags: func(fs *pflag.FlagSet) {
+			o.client.AddFlags(fs)
+			fs.BoolVarP(&o.recursive, "recursive", "r", false, "list everything under the prefix, not just one level")
+			fs.BoolVar(&o.json, "json", false, "one JSON object per line")
+		},
+		Run: func(ctx context.Context, env *Env, args []string) error { return runLs(ctx, env, o, args) },
+	})
+}
+
+func runLs(ctx context.Context, env *Env, o *lsOptions, args []string) error {
+	if len(args) != 1 || !IsRemote(args[0]) {
+		return usageError("ls takes one chute:// location")
+	}
+	loc, err := ParseLocation(args[0])
+	if err != nil {
+		return usageError("%v", err)
+	}
+	c, err := o.client.dial(ctx, env, loc)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	prefix := loc.Key
+	opt := cos.ListOptions{Prefix: prefix}
+	if !o.recursive {
+		opt.Delimiter = "/"
+	}
+	enc := json.NewEncoder(env.Stdout)
+	for {
+		page, err := c.List(ctx, loc.Bucket, opt)
+		if err != nil {
+			return err
+		}
+		// A key without a trailing slash may name one object.
+		if len(page.Objects) == 0 && len(page.CommonPrefixes) == 0 && prefix != "" && !strings.HasSuffix(prefix, "/") && opt.StartAfter == "" {
+			if info, err := c.Stat(ctx, loc.Bucket, prefix); err == nil {
+				page.Objects = []cos.ObjectInfo{info}
+			} else {
+				opt.Prefix = prefix + "/"
+				prefix = opt.Prefix
+				continue
+			}
+		}
+		for _, p := range page.CommonPrefixes {
+			if o.json {
+				enc.Encode(map[string]any{"name": p, "folder": true})
+			} else {
+				fmt.Fprintf(env.Stdout, "%12s  %-19s  %s\n", "-", "", p)
+			}
+		}
+		for _, obj := range page.Objects {
+			if obj.Key == prefix && strings.HasSuffix(obj.Key, "/") {
+				continue // the folder's own marker
+			}
+			mt := obj.ModTime()
+			if o.json {
+				enc.Encode(map[string]any{"name": obj.Key, "size": obj.Size, "mtime": mt.UTC().Format(time.RFC3339Nano), "folder": strings.HasSuffix(obj.Key, "/")})
+			} else {
+				fmt.Fprintf(env.Stdout, "%12d  %-19s  %s\n", obj.Size, mt.Local().Format("2006-01-02 15:04:05"), obj.Key)
+			}
+		}
+		if page.NextStartAfter == "" {
+			return nil
+		}
+		opt.StartAfter = page.NextStartAfter
+	}
+}
