@@ -868,6 +868,9 @@ func (f *Folder) List(ctx context.Context, bucket string, opt ListOptions) (List
 	}
 	l := &lister{f: f, ctx: ctx, bucket: bucket, prefix: opt.Prefix, delim: opt.Delimiter, after: opt.StartAfter, max: pageSize(opt.MaxKeys)}
 	start := opt.Prefix[:strings.LastIndexByte(opt.Prefix, '/')+1]
+	if start != "" && checkFolderKey(start) != nil {
+		return ListPage{}, nil // no valid key has this prefix ("../", "a//")
+	}
 	if start != "" && start == opt.Prefix {
 		if r, ok := f.readRecord(metaPath(bucket, start)); ok {
 			if fi, err := f.root.Stat(dataPath(bucket, start)); err == nil && fi.IsDir() {

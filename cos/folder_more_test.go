@@ -200,6 +200,11 @@ func TestFolderFilesPlacedByHand(t *testing.T) {
 	if strings.Join(keys, ",") != "seed/a.txt,seed/deep/b.txt" {
 		t.Errorf("flat listing %q", keys)
 	}
+	for _, prefix := range []string{"../", "../bkt/seed/", "seed//", "./seed/", "/seed/"} {
+		if keys, prefixes := list(t, f, bucket, cos.ListOptions{Prefix: prefix}); len(keys)+len(prefixes) != 0 {
+			t.Errorf("List(prefix %q) = %q %q; want nothing", prefix, keys, prefixes)
+		}
+	}
 	st, err := f.Stat(ctx, bucket, "seed/a.txt")
 	if err != nil || st.Size != int64(len("seed/a.txt")) || st.ETag == "" {
 		t.Errorf("Stat of a file placed by hand: %+v, %v", st, err)

@@ -8,6 +8,7 @@ import (
 )
 
 func TestFolderConformance(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	costest.Run(t, func(t *testing.T) cos.Store {
 		f, err := cos.NewFolder(dir)

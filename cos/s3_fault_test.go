@@ -28,6 +28,7 @@ func fastFailing(t *testing.T, srv *s3test.Server) *cos.S3 {
 // under either key, and after a restart the upload resumes by ID in a new
 // store and completes.
 func TestS3KilledMidTransfer(t *testing.T) {
+	t.Parallel() // a private server; it mostly waits for it
 	srv := s3test.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

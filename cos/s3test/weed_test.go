@@ -18,6 +18,7 @@ import (
 // the endpoint fail with ErrUnavailable, and Restart brings the same data
 // back on the same endpoint.
 func TestKillRestartKeepsData(t *testing.T) {
+	t.Parallel()
 	srv := s3test.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -64,6 +65,7 @@ func TestKillRestartKeepsData(t *testing.T) {
 // TestTwoInstancesCoexist checks that two servers started side by side get
 // distinct ports and sockets and serve independently.
 func TestTwoInstancesCoexist(t *testing.T) {
+	t.Parallel()
 	a, b := s3test.Start(t), s3test.Start(t)
 	if a.Endpoint == b.Endpoint {
 		t.Fatalf("both servers on %s", a.Endpoint)
