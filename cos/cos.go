@@ -6,6 +6,19 @@
 // The package knows nothing of UDP or FUSE. The transfer engine on the
 // server side is its only caller.
 //
+// # Stores and helpers
+//
+//   - NewFolder: objects as plain files under <root>/<bucket>; see Folder
+//     for its layout, guarantees and limits.
+//   - NewS3: any S3-compatible service through minio-go; NewS3 checks the
+//     endpoint, TLS, credentials and bucket at once and says what to fix.
+//   - NewReader: sequential reads with ranged reads in flight ahead, for
+//     senders faster than one request.
+//   - PlanParts and PartRange: the part layout every store uses.
+//   - Package costest: the conformance suite every Store passes, and
+//     FaultStore for tests of callers; package s3test: SeaweedFS as a real
+//     S3 server for tests and benchmarks.
+//
 // # Keys and folders
 //
 // A key is a slash-separated path without a leading slash, without empty,
@@ -19,7 +32,9 @@
 // Object metadata uses the user-metadata names rclone and s3fs already use,
 // so a bucket looks the same through every tool: "mtime", "mode", "uid",
 // "gid" (see Meta). chute also records "sha256" (hex) when it knows the
-// object's whole checksum.
+// object's whole checksum. The value forms are the ones both tools read
+// back correctly (FormatMtime, ParseMtime, ParseMode), checked against
+// rclone 1.60 and s3fs 1.90 in this package's tests.
 package cos
 
 import (
