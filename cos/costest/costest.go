@@ -26,11 +26,46 @@ import (
 // resuming an upload from another instance needs.
 type NewStore func(t *testing.T) cos.Store
 
+// Quirks are departures from S3 that a real service is known to have. The
+// suite skips the checks a quirk names, and logs that it did.
+type Quirks struct {
+	// MarkerMetaLost: folder markers ("dir/") come back without their user
+	// metadata (SeaweedFS keeps a marker as a bare directory).
+	MarkerMetaLost bool
+	// FileHidesMarker: after Put("m/") and Put("m"), listings show "m"
+	// but not "m/" (SeaweedFS).
+	FileHidesMarker bool
+	// PrefixesLinger: a prefix stays in listings for a while after its last
+	// object is deleted (SeaweedFS removes empty folders every 30s or so).
+	PrefixesLinger bool
+	// ImplicitMarkers: Stat("p/") finds a folder marker where there is
+	// only a prefix, keys under "p/" (SeaweedFS).
+	ImplicitMarkers bool
+}
+
+type env struct {
+	newStore NewStore
+	quirks   Quirks
+}
+
+// skip logs that a quirk stops a check.
+func (e env) skip(t *testing.T, quirk bool, what string) bool {
+	t.Helper()
+	if quirk {
+		t.Logf("not checked, a known quirk of this store: %s", what)
+	}
+	return quirk
+}
+
 // Run runs the whole suite. Each test makes its own bucket.
-func Run(t *testing.T, newStore NewStore) {
+func Run(t *testing.T, newStore NewStore) { RunWithQuirks(t, newStore, Quirks{}) }
+
+// RunWithQuirks runs the suite on a store with known departures from S3.
+func RunWithQuirks(t *testing.T, newStore NewStore, quirks Quirks) {
+	e := env{newStore: newStore, quirks: quirks}
 	tests := []struct {
 		name string
-		fn   func(t *testing.T, newStore NewStore)
+		fn   func(t *testing.T, e env)
 	}{
 		{"Buckets", testBuckets},
 		{"MissingBucket", testMissingBucket},
@@ -66,7 +101,7 @@ func Run(t *testing.T, newStore NewStore) {
 		{"UploadWrongID", testUploadWrongID},
 	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore) })
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, e) })
 	}
 }
 

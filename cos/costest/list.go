@@ -15,9 +15,9 @@ var listKeys = []string{
 	"b/", "b/x", "b/y/", "c/", "d e/f", "zz",
 }
 
-func putKeys(t *testing.T, newStore NewStore, keys []string) (cos.Store, string) {
+func putKeys(t *testing.T, e env, keys []string) (cos.Store, string) {
 	t.Helper()
-	ctx, s, bucket := setup(t, newStore)
+	ctx, s, bucket := setup(t, e.newStore)
 	for i, k := range keys {
 		var body []byte
 		if !cos.IsFolderKey(k) {
@@ -28,8 +28,8 @@ func putKeys(t *testing.T, newStore NewStore, keys []string) (cos.Store, string)
 	return s, bucket
 }
 
-func testListOrder(t *testing.T, newStore NewStore) {
-	s, bucket := putKeys(t, newStore, listKeys)
+func testListOrder(t *testing.T, e env) {
+	s, bucket := putKeys(t, e, listKeys)
 	ctx := ctxFor(t)
 	page, err := s.List(ctx, bucket, cos.ListOptions{})
 	if err != nil {
@@ -68,8 +68,8 @@ func indexOf(s []string, v string) int {
 	return -1
 }
 
-func testListDelimiter(t *testing.T, newStore NewStore) {
-	s, bucket := putKeys(t, newStore, listKeys)
+func testListDelimiter(t *testing.T, e env) {
+	s, bucket := putKeys(t, e, listKeys)
 	ctx := ctxFor(t)
 	tests := []cos.ListOptions{
 		{Delimiter: "/"},
@@ -104,12 +104,12 @@ func testListDelimiter(t *testing.T, newStore NewStore) {
 	}
 }
 
-func testListPagination(t *testing.T, newStore NewStore) {
+func testListPagination(t *testing.T, e env) {
 	keys := append([]string{}, listKeys...)
 	for i := range 12 {
 		keys = append(keys, fmt.Sprintf("p/%02d", i), fmt.Sprintf("q/%02d/x", i))
 	}
-	s, bucket := putKeys(t, newStore, keys)
+	s, bucket := putKeys(t, e, keys)
 	ctx := ctxFor(t)
 	for _, base := range []cos.ListOptions{{}, {Delimiter: "/"}, {Prefix: "p/"}, {Prefix: "q/", Delimiter: "/"}, {Prefix: "a", Delimiter: "/"}} {
 		wantKeys, wantPrefixes := expectList(keys, base)
@@ -132,8 +132,8 @@ func testListPagination(t *testing.T, newStore NewStore) {
 }
 
 // testListPrefixGone checks that a prefix disappears with its last object.
-func testListPrefixGone(t *testing.T, newStore NewStore) {
-	s, bucket := putKeys(t, newStore, []string{"x/1", "x/y/2", "z"})
+func testListPrefixGone(t *testing.T, e env) {
+	s, bucket := putKeys(t, e, []string{"x/1", "x/y/2", "z"})
 	ctx := ctxFor(t)
 	for _, k := range []string{"x/1", "x/y/2"} {
 		if err := s.Delete(ctx, bucket, k); err != nil {
@@ -141,6 +141,9 @@ func testListPrefixGone(t *testing.T, newStore NewStore) {
 		}
 	}
 	keys, prefixes, _ := listAll(t, ctx, s, bucket, cos.ListOptions{Delimiter: "/"})
+	if e.skip(t, e.quirks.PrefixesLinger, "a prefix going with its last object") {
+		prefixes = nil
+	}
 	if !sameStrings(keys, []string{"z"}) || len(prefixes) != 0 {
 		t.Errorf("after deleting everything under x/: objects %q prefixes %q; want [z] and none", keys, prefixes)
 	}

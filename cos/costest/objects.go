@@ -15,9 +15,9 @@ import (
 	"github.com/chute/chute/cos"
 )
 
-func testBuckets(t *testing.T, newStore NewStore) {
+func testBuckets(t *testing.T, e env) {
 	ctx := ctxFor(t)
-	s := newStore(t)
+	s := e.newStore(t)
 	bucket := randomName()
 	if ok, err := s.BucketExists(ctx, bucket); err != nil || ok {
 		t.Fatalf("BucketExists(new name) = %v, %v; want false, nil", ok, err)
@@ -36,9 +36,9 @@ func testBuckets(t *testing.T, newStore NewStore) {
 	}
 }
 
-func testMissingBucket(t *testing.T, newStore NewStore) {
+func testMissingBucket(t *testing.T, e env) {
 	ctx := ctxFor(t)
-	s := newStore(t)
+	s := e.newStore(t)
 	bucket := randomName()
 	_, err := s.Stat(ctx, bucket, "k")
 	wantErr(t, "Stat in a missing bucket", err, cos.ErrNotFound)
@@ -50,8 +50,8 @@ func testMissingBucket(t *testing.T, newStore NewStore) {
 	wantErr(t, "CreateUpload in a missing bucket", err, cos.ErrNotFound)
 }
 
-func testInvalidKeys(t *testing.T, newStore NewStore) {
-	ctx, s, bucket := setup(t, newStore)
+func testInvalidKeys(t *testing.T, e env) {
+	ctx, s, bucket := setup(t, e.newStore)
 	put(t, ctx, s, bucket, "good", []byte("g"), cos.Meta{})
 	bad := []string{"", "/abs", "a//b", "a/./b", "a/../b", "..", ".", "a/..", "nul\x00byte", "\xff\xfe", strings.Repeat("k", cos.MaxKeyLen+1)}
 	for _, key := range bad {
@@ -77,8 +77,8 @@ func testInvalidKeys(t *testing.T, newStore NewStore) {
 	}
 }
 
-func testPutStatRead(t *testing.T, newStore NewStore) {
-	ctx, s, bucket := setup(t, newStore)
+func testPutStatRead(t *testing.T, e env) {
+	ctx, s, bucket := setup(t, e.newStore)
 	body := data(1, 100_000)
 	before := time.Now().Add(-2 * time.Second)
 	oi := put(t, ctx, s, bucket, "dir/sub/file.bin", body, cos.Meta{})
@@ -107,8 +107,8 @@ func testPutStatRead(t *testing.T, newStore NewStore) {
 	}
 }
 
-func testReadRanges(t *testing.T, newStore NewStore) {
-	ctx, s, bucket := setup(t, newStore)
+func testReadRanges(t *testing.T, e env) {
+	ctx, s, bucket := setup(t, e.newStore)
 	body := data(2, 10_000)
 	put(t, ctx, s, bucket, "r", body, cos.Meta{})
 	size := int64(len(body))
@@ -141,8 +141,8 @@ func testReadRanges(t *testing.T, newStore NewStore) {
 	}
 }
 
-func testEmptyObject(t *testing.T, newStore NewStore) {
-	ctx, s, bucket := setup(t, newStore)
+func testEmptyObject(t *testing.T, e env) {
+	ctx, s, bucket := setup(t, e.newStore)
 	put(t, ctx, s, bucket, "empty", nil, cos.Meta{Mode: 0o100600})
 	st, err := s.Stat(ctx, bucket, "empty")
 	if err != nil || st.Size != 0 {
@@ -158,8 +158,8 @@ func testEmptyObject(t *testing.T, newStore NewStore) {
 	}
 }
 
-func testMissing(t *testing.T, newStore NewStore) {
-	ctx, s, bucket := setup(t, newStore)
+func testMissing(t *testing.T, e env) {
+	ctx, s, bucket := setup(t, e.newStore)
 	_, err := s.Stat(ctx, bucket, "no/such/key")
 	wantErr(t, "Stat", err, cos.ErrNotFound)
 	var ce *cos.Error
@@ -177,8 +177,8 @@ func testMissing(t *testing.T, newStore NewStore) {
 	}
 }
 
-func testOverwrite(t *testing.T, newStore NewStore) {
-	ctx, s, bucket := setup(t, newStore)
+func testOverwrite(t *testing.T, e env) {
+	ctx, s, bucket := setup(t, e.newStore)
 	put(t, ctx, s, bucket, "k", data(3, 5000), cos.Meta{Mode: 0o100644, Other: map[string]string{"color": "red"}})
 	v1, _ := s.Stat(ctx, bucket, "k")
 	v2 := data(4, 1234)
@@ -199,8 +199,8 @@ func testOverwrite(t *testing.T, newStore NewStore) {
 	}
 }
 
-func testPutFailureKeepsOld(t *testing.T, newStore NewStore) {
-	ctx, s, bucket := setup(t, newStore)
+func testPutFailureKeepsOld(t *testing.T, e env) {
+	ctx, s, bucket := setup(t, e.newStore)
 	old := data(5, 3000)
 	put(t, ctx, s, bucket, "k", old, cos.Meta{Mode: 0o100640})
 	big := data(6, 6<<20) // more than one part, for stores that switch to multipart
@@ -241,8 +241,8 @@ func testPutFailureKeepsOld(t *testing.T, newStore NewStore) {
 
 // testPutAtomic overwrites one key between two contents while readers read
 // it whole: every read must be one content or the other.
-func testPutAtomic(t *testing.T, newStore NewStore) {
-	ctx, s, bucket := setup(t, newStore)
+func testPutAtomic(t *testing.T, e env) {
+	ctx, s, bucket := setup(t, e.newStore)
 	a, b := bytes.Repeat([]byte{'a'}, 300_000), bytes.Repeat([]byte{'b'}, 200_000)
 	put(t, ctx, s, bucket, "flip", a, cos.Meta{})
 	stop := make(chan struct{})
@@ -293,8 +293,8 @@ func testPutAtomic(t *testing.T, newStore NewStore) {
 	t.Logf("%d whole reads during 20 overwrites", reads)
 }
 
-func testPutUnknownSize(t *testing.T, newStore NewStore) {
-	ctx, s, bucket := setup(t, newStore)
+func testPutUnknownSize(t *testing.T, e env) {
+	ctx, s, bucket := setup(t, e.newStore)
 	for _, n := range []int{0, 1000, 6 << 20} {
 		body := data(uint64(10+n), n)
 		key := fmt.Sprintf("unknown-%d", n)
@@ -311,8 +311,8 @@ func testPutUnknownSize(t *testing.T, newStore NewStore) {
 	}
 }
 
-func testReadIfMatch(t *testing.T, newStore NewStore) {
-	ctx, s, bucket := setup(t, newStore)
+func testReadIfMatch(t *testing.T, e env) {
+	ctx, s, bucket := setup(t, e.newStore)
 	put(t, ctx, s, bucket, "k", []byte("first"), cos.Meta{})
 	st, err := s.Stat(ctx, bucket, "k")
 	if err != nil {
@@ -328,8 +328,8 @@ func testReadIfMatch(t *testing.T, newStore NewStore) {
 	wantErr(t, "Read with the ETag of a replaced object", err, cos.ErrConflict)
 }
 
-func testMetaRoundTrip(t *testing.T, newStore NewStore) {
-	ctx, s, bucket := setup(t, newStore)
+func testMetaRoundTrip(t *testing.T, e env) {
+	ctx, s, bucket := setup(t, e.newStore)
 	body := []byte("metadata")
 	sum := sha256.Sum256(body)
 	tests := []struct {
@@ -363,8 +363,8 @@ func testMetaRoundTrip(t *testing.T, newStore NewStore) {
 	}
 }
 
-func testDelete(t *testing.T, newStore NewStore) {
-	ctx, s, bucket := setup(t, newStore)
+func testDelete(t *testing.T, e env) {
+	ctx, s, bucket := setup(t, e.newStore)
 	put(t, ctx, s, bucket, "a/b", []byte("x"), cos.Meta{})
 	put(t, ctx, s, bucket, "a/c", []byte("y"), cos.Meta{})
 	if err := s.Delete(ctx, bucket, "a/b"); err != nil {
@@ -386,8 +386,8 @@ func testDelete(t *testing.T, newStore NewStore) {
 	}
 }
 
-func testCopy(t *testing.T, newStore NewStore) {
-	ctx, s, bucket := setup(t, newStore)
+func testCopy(t *testing.T, e env) {
+	ctx, s, bucket := setup(t, e.newStore)
 	body := data(11, 70_000)
 	meta := cos.Meta{Mtime: time.Unix(1690000000, 42), Mode: 0o100640, Other: map[string]string{"k": "v"}}
 	put(t, ctx, s, bucket, "src", body, meta)
@@ -443,13 +443,16 @@ func testCopy(t *testing.T, newStore NewStore) {
 	}
 }
 
-func testFolderMarkers(t *testing.T, newStore NewStore) {
-	ctx, s, bucket := setup(t, newStore)
+func testFolderMarkers(t *testing.T, e env) {
+	ctx, s, bucket := setup(t, e.newStore)
 	meta := cos.Meta{Mode: 0o40755, Mtime: time.Unix(1650000000, 0)}
 	put(t, ctx, s, bucket, "dir/", nil, meta)
 	st, err := s.Stat(ctx, bucket, "dir/")
-	if err != nil || st.Size != 0 || !st.Meta.Equal(meta) {
-		t.Fatalf("Stat(dir/) = size %d meta %+v, %v; want 0, %+v", st.Size, st.Meta, err, meta)
+	if err != nil || st.Size != 0 {
+		t.Fatalf("Stat(dir/) = size %d, %v; want 0, nil", st.Size, err)
+	}
+	if !e.skip(t, e.quirks.MarkerMetaLost, "a folder marker's metadata") && !st.Meta.Equal(meta) {
+		t.Errorf("Stat(dir/) meta %+v; want %+v", st.Meta, meta)
 	}
 	_, err = s.Stat(ctx, bucket, "dir")
 	wantErr(t, "Stat(dir) beside marker dir/", err, cos.ErrNotFound)
@@ -467,8 +470,10 @@ func testFolderMarkers(t *testing.T, newStore NewStore) {
 		t.Errorf("the marker dir/ is gone after deleting its only child: %v", err)
 	}
 	put(t, ctx, s, bucket, "implicit/deep/file", []byte("f"), cos.Meta{})
-	_, err = s.Stat(ctx, bucket, "implicit/")
-	wantErr(t, "Stat(implicit/) with no marker", err, cos.ErrNotFound)
+	if !e.skip(t, e.quirks.ImplicitMarkers, "Stat of a prefix without a marker") {
+		_, err = s.Stat(ctx, bucket, "implicit/")
+		wantErr(t, "Stat(implicit/) with no marker", err, cos.ErrNotFound)
+	}
 
 	if err := s.Delete(ctx, bucket, "dir/"); err != nil {
 		t.Fatalf("Delete(dir/): %v", err)
@@ -476,15 +481,15 @@ func testFolderMarkers(t *testing.T, newStore NewStore) {
 	_, err = s.Stat(ctx, bucket, "dir/")
 	wantErr(t, "Stat(dir/) after Delete", err, cos.ErrNotFound)
 	_, prefixes, _ := listAll(t, ctx, s, bucket, cos.ListOptions{Delimiter: "/"})
-	if !sameStrings(prefixes, []string{"implicit/"}) {
+	if !e.skip(t, e.quirks.PrefixesLinger, "a prefix going with its last object") && !sameStrings(prefixes, []string{"implicit/"}) {
 		t.Errorf("prefixes after deleting dir/: %q; want [implicit/]", prefixes)
 	}
 }
 
 // testFileAndFolder puts "f" and "f/g". S3 holds both; a store that cannot
 // must refuse the second with ErrConflict and keep the first.
-func testFileAndFolder(t *testing.T, newStore NewStore) {
-	ctx, s, bucket := setup(t, newStore)
+func testFileAndFolder(t *testing.T, e env) {
+	ctx, s, bucket := setup(t, e.newStore)
 	tests := []struct{ first, second string }{
 		{"f", "f/g"},
 		{"h/i", "h"},
@@ -506,6 +511,9 @@ func testFileAndFolder(t *testing.T, newStore NewStore) {
 					t.Errorf("both puts succeeded but Stat(%s): %v", k, err)
 				}
 			}
+			if cos.IsFolderKey(tc.first) && e.skip(t, e.quirks.FileHidesMarker, "listing a marker beside a file of its name") {
+				return
+			}
 			keys, _, _ := listAll(t, ctx, s, bucket, cos.ListOptions{Prefix: tc.first[:1]})
 			if want, _ := expectList([]string{tc.first, tc.second}, cos.ListOptions{}); !sameStrings(keys, want) {
 				t.Errorf("listing %q; want %q", keys, want)
@@ -514,8 +522,8 @@ func testFileAndFolder(t *testing.T, newStore NewStore) {
 	}
 }
 
-func testConcurrentPutDelete(t *testing.T, newStore NewStore) {
-	ctx, s, bucket := setup(t, newStore)
+func testConcurrentPutDelete(t *testing.T, e env) {
+	ctx, s, bucket := setup(t, e.newStore)
 	const n = 16
 	var wg sync.WaitGroup
 	errs := make(chan error, 2*n)

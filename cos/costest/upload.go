@@ -56,8 +56,8 @@ func partNumbers(ps []cos.Part) []int {
 	return out
 }
 
-func testUploadOutOfOrder(t *testing.T, newStore NewStore) {
-	ctx, s, bucket := setup(t, newStore)
+func testUploadOutOfOrder(t *testing.T, e env) {
+	ctx, s, bucket := setup(t, e.newStore)
 	body := data(20, upSize)
 	meta := cos.Meta{Mtime: time.Unix(1700000000, 7), Mode: 0o100644}
 	u := createUpload(t, ctx, s, bucket, "big/object", upSize, meta)
@@ -95,8 +95,8 @@ func testUploadOutOfOrder(t *testing.T, newStore NewStore) {
 	wantErr(t, "Complete twice", err, cos.ErrNotFound)
 }
 
-func testUploadRewritePart(t *testing.T, newStore NewStore) {
-	ctx, s, bucket := setup(t, newStore)
+func testUploadRewritePart(t *testing.T, e env) {
+	ctx, s, bucket := setup(t, e.newStore)
 	body := data(21, upSize)
 	u := createUpload(t, ctx, s, bucket, "rewritten", upSize, cos.Meta{})
 	junk := data(22, upSize)
@@ -114,8 +114,8 @@ func testUploadRewritePart(t *testing.T, newStore NewStore) {
 	}
 }
 
-func testUploadResume(t *testing.T, newStore NewStore) {
-	ctx, s, bucket := setup(t, newStore)
+func testUploadResume(t *testing.T, e env) {
+	ctx, s, bucket := setup(t, e.newStore)
 	body := data(23, upSize)
 	meta := cos.Meta{Mode: 0o100600}
 	u := createUpload(t, ctx, s, bucket, "resumed", upSize, meta)
@@ -123,7 +123,7 @@ func testUploadResume(t *testing.T, newStore NewStore) {
 	writePart(t, ctx, u, body, 3)
 	id := u.ID()
 
-	other := newStore(t) // another server, or this one restarted
+	other := e.newStore(t) // another server, or this one restarted
 	r, err := other.ResumeUpload(ctx, bucket, "resumed", id)
 	if err != nil {
 		t.Fatalf("ResumeUpload from a new store instance: %v", err)
@@ -153,8 +153,8 @@ func testUploadResume(t *testing.T, newStore NewStore) {
 	wantErr(t, "ResumeUpload of a completed upload", err, cos.ErrNotFound)
 }
 
-func testUploadMissingPart(t *testing.T, newStore NewStore) {
-	ctx, s, bucket := setup(t, newStore)
+func testUploadMissingPart(t *testing.T, e env) {
+	ctx, s, bucket := setup(t, e.newStore)
 	body := data(24, upSize)
 	u := createUpload(t, ctx, s, bucket, "gappy", upSize, cos.Meta{})
 	writePart(t, ctx, u, body, 1)
@@ -175,8 +175,8 @@ func testUploadMissingPart(t *testing.T, newStore NewStore) {
 	}
 }
 
-func testUploadAtomic(t *testing.T, newStore NewStore) {
-	ctx, s, bucket := setup(t, newStore)
+func testUploadAtomic(t *testing.T, e env) {
+	ctx, s, bucket := setup(t, e.newStore)
 	old := []byte("the previous object")
 	put(t, ctx, s, bucket, "replaced", old, cos.Meta{})
 	body := data(25, upSize)
@@ -195,8 +195,8 @@ func testUploadAtomic(t *testing.T, newStore NewStore) {
 	}
 }
 
-func testUploadAbort(t *testing.T, newStore NewStore) {
-	ctx, s, bucket := setup(t, newStore)
+func testUploadAbort(t *testing.T, e env) {
+	ctx, s, bucket := setup(t, e.newStore)
 	body := data(26, upSize)
 	u := createUpload(t, ctx, s, bucket, "aborted", upSize, cos.Meta{})
 	writePart(t, ctx, u, body, 1)
@@ -214,8 +214,8 @@ func testUploadAbort(t *testing.T, newStore NewStore) {
 	wantErr(t, "Complete after Abort", err, cos.ErrNotFound)
 }
 
-func testUploadAbortStale(t *testing.T, newStore NewStore) {
-	ctx, s, bucket := setup(t, newStore)
+func testUploadAbortStale(t *testing.T, e env) {
+	ctx, s, bucket := setup(t, e.newStore)
 	before := time.Now().Add(-time.Hour)
 	a := createUpload(t, ctx, s, bucket, "stale/a", upSize, cos.Meta{})
 	b := createUpload(t, ctx, s, bucket, "stale/b", 10, cos.Meta{})
@@ -237,8 +237,8 @@ func testUploadAbortStale(t *testing.T, newStore NewStore) {
 	}
 }
 
-func testUploadEmpty(t *testing.T, newStore NewStore) {
-	ctx, s, bucket := setup(t, newStore)
+func testUploadEmpty(t *testing.T, e env) {
+	ctx, s, bucket := setup(t, e.newStore)
 	u := createUpload(t, ctx, s, bucket, "empty-upload", 0, cos.Meta{Mode: 0o100600})
 	if u.NumParts() != 1 {
 		t.Fatalf("an empty upload has %d parts; want 1", u.NumParts())
@@ -255,8 +255,8 @@ func testUploadEmpty(t *testing.T, newStore NewStore) {
 	}
 }
 
-func testUploadBadParts(t *testing.T, newStore NewStore) {
-	ctx, s, bucket := setup(t, newStore)
+func testUploadBadParts(t *testing.T, e env) {
+	ctx, s, bucket := setup(t, e.newStore)
 	body := data(28, upSize)
 	u := createUpload(t, ctx, s, bucket, "bad-parts", upSize, cos.Meta{})
 	tests := []struct {
@@ -286,8 +286,8 @@ func testUploadBadParts(t *testing.T, newStore NewStore) {
 	}
 }
 
-func testUploadWrongID(t *testing.T, newStore NewStore) {
-	ctx, s, bucket := setup(t, newStore)
+func testUploadWrongID(t *testing.T, e env) {
+	ctx, s, bucket := setup(t, e.newStore)
 	u := createUpload(t, ctx, s, bucket, "right", upSize, cos.Meta{})
 	defer u.Abort(ctx)
 	for _, tc := range []struct{ name, key, id string }{
