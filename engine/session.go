@@ -607,7 +607,9 @@ func (s *session) sendLoop() {
 		if s.log.Enabled(nil, slog.LevelDebug) && time.Since(lastReport) > 500*time.Millisecond && len(s.order) > 0 {
 			lastReport = time.Now()
 			s.mu.Lock()
-			s.log.Debug("sender", "rate_mbps", s.cc.Rate()*8/1e6, "srtt", s.rtt.smoothed, "inflight", s.inflightB, "streams", len(s.order))
+			s.log.Debug("sender", "rate_mbps", int(s.cc.Rate()*8/1e6), "srtt", s.rtt.smoothed, "inflight", s.inflightB,
+				"streams", len(s.order), "lost_order", s.counters.lostByOrder.Load(), "lost_time", s.counters.lostByTime.Load(),
+				"lost_pto", s.counters.lostByPTO.Load())
 			s.mu.Unlock()
 		}
 		select {
@@ -979,7 +981,7 @@ func (r *rttStats) pto() time.Duration {
 // reduced to their minimum: a real queue persists, while a receiver that
 // was not scheduled for a few milliseconds (or paused for garbage
 // collection) only delays one burst of acks.
-const queueWindow = 25 * time.Millisecond
+const queueWindow = 10 * time.Millisecond
 
 // minFilter keeps the minimum of samples over a sliding time window.
 type minFilter struct {

@@ -57,9 +57,9 @@ const (
 	// growth, and all flows see the same q. High doubles it.
 	additive = 50e3
 
-	// The rate never runs far ahead of what the receiver reports
-	// delivered (its recent maximum): twice while searching, a quarter more
-	// normally, and 20% more once loss passes lossyFrac. Random loss p
+	// The rate never runs far ahead of what the receiver reports delivered
+	// (its recent maximum): twice while searching, a quarter more normally,
+	// and 20% more once loss passes lossyFrac. Random loss p
 	// leaves delivery at (1-p) of the rate, so the ceiling still sits above
 	// the rate for p up to 16%; a receiver or path that drops whatever
 	// exceeds its capacity, without building a queue first, holds the rate
@@ -189,8 +189,11 @@ func (c *Controller) OnFeedback(now time.Time, f Feedback) {
 		if c.lim.Policy == Low {
 			excess = math.Min(2*excess, shrink)
 		}
-		if c.delivery > 0 {
-			c.rate = math.Min(c.rate, c.delivery*(1-excess))
+		// The reference is the recent maximum delivery rate: what the path
+		// carried before the queue formed. The smoothed rate would follow a
+		// receiver's stall down to nothing.
+		if dmax := c.deliveryMax.max(); dmax > 0 {
+			c.rate = math.Min(c.rate, dmax*(1-excess))
 		} else {
 			c.rate *= 1 - excess*k
 		}
@@ -270,7 +273,7 @@ type Pacer struct {
 // MaxBurst bounds how far ahead of the rate a pacer lets a sender get: the
 // larger of this much time at the rate and the minimum burst in bytes.
 const (
-	burstTime     = 2 * time.Millisecond
+	burstTime     = 4 * time.Millisecond
 	minBurstBytes = 16 * 1500
 )
 
