@@ -134,7 +134,15 @@ func (s *storeSource) load(ctx context.Context, store cos.Store, bucket, key str
 		}
 	}
 	for _, r := range need {
-		rc, err := store.Read(ctx, bucket, key, cos.ReadOptions{Offset: r.Off, Length: r.Len})
+		// Large ranges keep several ranged reads in flight, so the store is
+		// not what limits a fast path; small ones (a mount's block) take one.
+		var rc io.ReadCloser
+		var err error
+		if r.Len > 2*storeChunk {
+			rc, err = cos.NewReader(ctx, store, bucket, key, r.Off, r.Len, cos.ReaderOptions{})
+		} else {
+			rc, err = store.Read(ctx, bucket, key, cos.ReadOptions{Offset: r.Off, Length: r.Len})
+		}
 		if err != nil {
 			fail(err)
 			return
