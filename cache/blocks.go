@@ -265,10 +265,11 @@ func (r *Reader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 			r.aheadEnd = to
 		}
 	}
+	window := r.window
 	r.mu.Unlock()
 
 	need := engine.Range{Off: off, Len: end - off}
-	if ahead.Len == 0 && r.window == 0 {
+	if window == 0 {
 		lo := off / randomBlock * randomBlock
 		hi := min((end+randomBlock-1)/randomBlock*randomBlock, size)
 		need = engine.Range{Off: lo, Len: hi - lo}
@@ -374,9 +375,9 @@ func (c *Cache) prefetch(it *blockItem, r engine.Range) {
 	if len(mine) == 0 {
 		return
 	}
-	c.bg.Add(1)
+	c.fetches.Add(1)
 	go func() {
-		defer c.bg.Done()
+		defer c.fetches.Done()
 		defer c.releaseItem(it)
 		for _, f := range mine {
 			c.runFetch(it, f)

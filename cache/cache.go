@@ -75,11 +75,12 @@ type Cache struct {
 	ix     *index
 	queue  *Queue
 
-	ctx    context.Context // ends at Close or Kill: cancels uploads and fetches
-	cancel context.CancelFunc
-	killed atomic.Bool
-	bg     sync.WaitGroup // background fetches and the evictor
-	evictC chan struct{}
+	ctx     context.Context // ends at Close or Kill: cancels uploads and fetches
+	cancel  context.CancelFunc
+	killed  atomic.Bool
+	bg      sync.WaitGroup // the evictor
+	fetches sync.WaitGroup // background fetches (read-ahead)
+	evictC  chan struct{}
 
 	mu     sync.Mutex
 	staged map[string]*Staged    // by id
@@ -260,6 +261,7 @@ func (c *Cache) Close(ctx context.Context) (left int, err error) {
 	c.cancel() // stops running uploads and fetches
 	c.queue.Stop()
 	c.bg.Wait()
+	c.fetches.Wait()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, s := range c.staged {
@@ -300,6 +302,7 @@ func (c *Cache) Kill() {
 	c.cancel()
 	c.queue.Stop()
 	c.bg.Wait()
+	c.fetches.Wait()
 	c.mu.Lock()
 	for _, s := range c.staged {
 		s.mu.Lock()
