@@ -304,9 +304,21 @@ func (u *folderUpload) WritePart(ctx context.Context, n int, r io.Reader) (Part,
 	if err != nil {
 		return Part{}, u.err("write-part", withCause(osSentinel(err), fmt.Errorf("upload %s: %w", u.id, err)))
 	}
-	err = copyExact(ctx, io.NewOffsetWriter(data, off), r, size)
-	if err == nil {
-		err = exhausted(r, n, size)
+	// A part cut from a local file (a transfer node's staging file) is
+	// copied inside the kernel.
+	copied := false
+	if sr, ok := r.(*io.SectionReader); ok {
+		if src, soff, sn := sr.Outer(); sn == size {
+			if sf, ok := src.(*os.File); ok {
+				copied, err = copyRange(data, off, sf, soff, size)
+			}
+		}
+	}
+	if !copied {
+		err = copyExact(ctx, io.NewOffsetWriter(data, off), r, size)
+		if err == nil {
+			err = exhausted(r, n, size)
+		}
 	}
 	if err == nil {
 		err = syscall.Fdatasync(int(data.Fd()))
