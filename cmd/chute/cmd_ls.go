@@ -52,6 +52,7 @@ func runLs(ctx context.Context, env *Env, o *lsOptions, args []string) error {
 		opt.Delimiter = "/"
 	}
 	enc := json.NewEncoder(env.Stdout)
+	found := prefix == "" // a bucket's root exists even when empty
 	for {
 		page, err := c.List(ctx, loc.Bucket, opt)
 		if err != nil {
@@ -66,6 +67,9 @@ func runLs(ctx context.Context, env *Env, o *lsOptions, args []string) error {
 				prefix = opt.Prefix
 				continue
 			}
+		}
+		if len(page.Objects) > 0 || len(page.CommonPrefixes) > 0 {
+			found = true
 		}
 		for _, p := range page.CommonPrefixes {
 			if o.json {
@@ -86,6 +90,9 @@ func runLs(ctx context.Context, env *Env, o *lsOptions, args []string) error {
 			}
 		}
 		if page.NextStartAfter == "" {
+			if !found {
+				return fmt.Errorf("%s: no such object or folder", loc)
+			}
 			return nil
 		}
 		opt.StartAfter = page.NextStartAfter

@@ -188,6 +188,12 @@ func TestCopyTree(t *testing.T) {
 		t.Errorf("chute ls:\n got %v\nwant %v", ls, want)
 	}
 
+	// An empty folder lists as empty; a missing one is an error.
+	if out := c.ok("ls", n.url("photos/run/tree/empty dir/")).stdout; out != "" {
+		t.Errorf("ls of the empty folder printed %q", out)
+	}
+	c.fails([]string{"no such object or folder"}, "ls", n.url("photos/run/tree/no such dir/"))
+
 	// Recursive: every file, with its size and modification time.
 	lsr := parseLs(t, c.ok("ls", "-r", n.url("photos/run/")).stdout)
 	for _, f := range files {
