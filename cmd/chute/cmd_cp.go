@@ -271,6 +271,7 @@ type cpRun struct {
 	doneBytes int64 // bytes of finished jobs
 	doneFiles int
 	failed    int
+	permanent int // failures that running the command again cannot fix
 	out       *json.Encoder
 }
 
@@ -308,22 +309,44 @@ func (r *cpRun) run(ctx context.Context, jobs []job) error {
 
 	elapsed := time.Since(start)
 	r.mu.Lock()
-	failed, done := r.failed, r.doneFiles
+	failed, permanent, done, doneBytes := r.failed, r.permanent, r.doneFiles, r.doneBytes
 	r.mu.Unlock()
 	if r.o.json {
 		r.emit(map[string]any{"type": "summary", "files": len(jobs), "completed": done, "failed": failed,
-			"bytes": total, "seconds": elapsed.Seconds()})
+			"bytes": total, "bytes_done": doneBytes, "seconds": elapsed.Seconds()})
 	} else if !r.o.quiet {
-		fmt.Fprintf(r.env.Stderr, "%d of %d files copied, %s in %.1fs (%s)\n", done, len(jobs), humanBytes(total), elapsed.Seconds(),
-			engine.FormatBitRate(float64(total)*8/max(elapsed.Seconds(), 1e-3)))
+		if done == len(jobs) {
+			fmt.Fprintf(r.env.Stderr, "%d of %d files copied, %s in %.1fs (%s)\n", done, len(jobs), humanBytes(total), elapsed.Seconds(),
+				engine.FormatBitRate(float64(total)*8/max(elapsed.Seconds(), 1e-3)))
+		} else {
+			fmt.Fprintf(r.env.Stderr, "%d of %d files copied (%s of %s) in %.1fs\n", done, len(jobs), humanBytes(doneBytes), humanBytes(total), elapsed.Seconds())
+		}
 	}
 	if ctx.Err() != nil {
 		return fmt.Errorf("interrupted: %d of %d files copied; run the same command again to resume", done, len(jobs))
 	}
-	if failed > 0 {
-		return fmt.Errorf("%d of %d files failed; run the same command again to resume", failed, len(jobs))
+	switch {
+	case failed == 0:
+		return nil
+	case failed == permanent:
+		return fmt.Errorf("%d of %d files failed (see the errors above)", failed, len(jobs))
+	case permanent > 0:
+		return fmt.Errorf("%d of %d files failed; run the same command again to resume the %d that were interrupted", failed, len(jobs), failed-permanent)
 	}
-	return nil
+	return fmt.Errorf("%d of %d files failed; run the same command again to resume", failed, len(jobs))
+}
+
+// permanentError reports whether running the same command again cannot
+// help: the server refused the request itself, rather than the transfer
+// being cut short.
+func permanentError(err error) bool {
+	for _, e := range []error{cos.ErrPermission, cos.ErrInvalidKey, cos.ErrInvalidBucket, cos.ErrNotFound,
+		cos.ErrTooLarge, cos.ErrUnsupported, engine.ErrAuth, engine.ErrHostKeyChanged} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 func (r *cpRun) emit(v any) {
@@ -359,6 +382,9 @@ func (r *cpRun) finish(j job, res engine.Result, err error) {
 	r.mu.Lock()
 	if err != nil {
 		r.failed++
+		if permanentError(err) {
+			r.permanent++
+		}
 	} else {
 		r.doneFiles++
 		r.doneBytes += j.size
