@@ -129,18 +129,32 @@ type node struct {
 // startNode starts a server with a fresh data folder on a free port.
 func startNode(t testing.TB, buckets ...string) *node {
 	t.Helper()
+	return newNode(t, 0, buckets)
+}
+
+// startNodeOn starts a server with a fresh data folder on the given port.
+func startNodeOn(t testing.TB, port int, buckets ...string) *node {
+	t.Helper()
+	return newNode(t, port, buckets)
+}
+
+func newNode(t testing.TB, port int, buckets []string) *node {
+	t.Helper()
 	n := &node{t: t, data: t.TempDir(), buckets: buckets}
 	// The server needs the file; the tests add keys as they go.
 	if err := os.WriteFile(filepath.Join(n.data, "authorized_keys"), []byte("# chute e2e tests\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	for attempt := 0; ; attempt++ {
-		n.port = freePort(t)
+		n.port = port
+		if port == 0 {
+			n.port = freePort(t)
+		}
 		err := n.start()
 		if err == nil {
 			break
 		}
-		if attempt < 3 && strings.Contains(err.Error(), "address already in use") {
+		if port == 0 && attempt < 3 && strings.Contains(err.Error(), "address already in use") {
 			continue // someone took the port in between
 		}
 		t.Fatal(err)
