@@ -78,6 +78,7 @@ func (c *Cache) dropStaged(key string) {
 		c.log.Error("drop staged record", "key", key, "err", err)
 	}
 	s.removed = true
+	s.endChangeLocked()
 	s.mu.Unlock()
 	// With no handle left, Release-like cleanup happens here.
 	s.mu.Lock()
@@ -144,6 +145,9 @@ func (c *Cache) Rename(ctx context.Context, src, dst string) error {
 	if clean {
 		var err error
 		if o, err = c.remote.Copy(ctx, c.opt.Bucket, src, dst, nil); err != nil {
+			s.mu.Lock()
+			s.endChangeLocked()
+			s.mu.Unlock()
 			return fmt.Errorf("rename %q to %q: %w", src, dst, err)
 		}
 	}
@@ -160,6 +164,7 @@ func (c *Cache) Rename(ctx context.Context, src, dst string) error {
 	}
 	s.persistOrLogLocked()
 	open := s.opens > 1
+	s.endChangeLocked()
 	s.mu.Unlock()
 	if c.byKey[src] == s {
 		delete(c.byKey, src)
@@ -280,8 +285,14 @@ func (c *Cache) SetMeta(ctx context.Context, key string, isDir bool, ch MetaChan
 			s.rec.State = StateDirty
 			s.persistOrLogLocked()
 			e := s.entryLocked()
+			// An open file is uploaded when it is closed; with write-back
+			// (or when nobody holds it) the queue takes the change.
+			queue := c.opt.WriteBack || s.opens <= 1
+			s.endChangeLocked()
 			s.mu.Unlock()
-			c.queue.Add(s.id, 0)
+			if queue {
+				c.queue.Add(s.id, 0)
+			}
 			return e, nil
 		}
 		m := s.metaLocked()

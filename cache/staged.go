@@ -30,13 +30,18 @@ type Staged struct {
 	opens   int        // handles (and internal users) holding it
 	removed bool       // unlinked or retired: no longer uploaded or recorded
 	up      *uploadRun // the running upload, if any
+	// changing counts changes under way (see quiesceLocked); idle is
+	// closed when it drops to zero.
+	changing int
+	idle     chan struct{}
 }
 
 type uploadRun struct {
-	gen    uint64
-	cancel context.CancelFunc
-	done   chan struct{}
-	err    error
+	gen       uint64
+	cancel    context.CancelFunc
+	done      chan struct{}
+	err       error
+	preempted bool // cancelled to make way for a change
 }
 
 // MetaChange is a change of a file's metadata; nil fields stay as they are.
@@ -115,14 +120,40 @@ func (s *Staged) persistOrLogLocked() {
 	}
 }
 
-// quiesceLocked stops a running upload and waits for it to end. The lock is
-// dropped while waiting.
+// quiesceLocked starts a change: it stops a running upload and waits for
+// it to end (the lock is dropped while waiting), and no upload starts
+// until the matching endChangeLocked.
 func (s *Staged) quiesceLocked() {
+	s.changing++
 	for s.up != nil {
 		up := s.up
+		up.preempted = true
 		up.cancel()
 		s.mu.Unlock()
 		<-up.done
+		s.mu.Lock()
+	}
+}
+
+// endChangeLocked ends a change begun by quiesceLocked.
+func (s *Staged) endChangeLocked() {
+	s.changing--
+	if s.changing == 0 && s.idle != nil {
+		close(s.idle)
+		s.idle = nil
+	}
+}
+
+// waitChangesLocked waits until no change is under way. The lock is
+// dropped while waiting.
+func (s *Staged) waitChangesLocked() {
+	for s.changing > 0 {
+		if s.idle == nil {
+			s.idle = make(chan struct{})
+		}
+		ch := s.idle
+		s.mu.Unlock()
+		<-ch
 		s.mu.Lock()
 	}
 }
@@ -184,6 +215,7 @@ func (s *Staged) WriteAt(p []byte, off int64) (int, error) {
 			}
 		}
 		key := s.rec.Key
+		s.endChangeLocked()
 		s.mu.Unlock()
 		if err == nil {
 			if grow > 0 {
@@ -206,6 +238,7 @@ func (s *Staged) Truncate(size int64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.quiesceLocked()
+	defer s.endChangeLocked()
 	if err := s.f.Truncate(size); err != nil {
 		if isNoSpace(err) {
 			err = ErrNoSpace
@@ -226,6 +259,7 @@ func (s *Staged) Allocate(off, size int64, mode uint32) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.quiesceLocked()
+	defer s.endChangeLocked()
 	if err := syscall.Fallocate(int(s.f.Fd()), mode, off, size); err != nil {
 		if isNoSpace(err) {
 			err = ErrNoSpace
@@ -290,8 +324,13 @@ func (s *Staged) Release() {
 		os.Remove(c.stagedPath(s.id))
 		delete(c.staged, s.id)
 	}
+	// Changes nobody will flush any more go to the queue.
+	orphan := !s.removed && s.opens <= 0 && s.rec.State == StateDirty && s.up == nil
 	s.mu.Unlock()
 	c.mu.Unlock()
+	if orphan {
+		c.queue.Add(s.id, 0)
+	}
 	c.maybeRetire(s)
 }
 
@@ -336,6 +375,10 @@ func (s *Staged) upload(ctx context.Context, yield bool) error {
 			}
 			continue
 		}
+		if s.changing > 0 {
+			s.waitChangesLocked()
+			continue
+		}
 		if s.rec.State == StateUploaded {
 			return nil
 		}
@@ -374,7 +417,7 @@ func (s *Staged) upload(ctx context.Context, yield bool) error {
 		if s.removed {
 			return nil
 		}
-		if s.gen != up.gen || s.rec.Key != key {
+		if up.preempted || s.gen != up.gen || s.rec.Key != key {
 			// Changed while uploading: what went up is stale.
 			if s.rec.State == StateUploading {
 				s.rec.State = StateDirty
