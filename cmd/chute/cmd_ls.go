@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/spf13/pflag"
 
@@ -75,7 +78,7 @@ func runLs(ctx context.Context, env *Env, o *lsOptions, args []string) error {
 			if o.json {
 				enc.Encode(map[string]any{"name": p, "folder": true})
 			} else {
-				fmt.Fprintf(env.Stdout, "%12s  %-19s  %s\n", "-", "", p)
+				fmt.Fprintf(env.Stdout, "%12s  %-19s  %s\n", "-", "", displayName(p))
 			}
 		}
 		for _, obj := range page.Objects {
@@ -86,7 +89,7 @@ func runLs(ctx context.Context, env *Env, o *lsOptions, args []string) error {
 			if o.json {
 				enc.Encode(map[string]any{"name": obj.Key, "size": obj.Size, "mtime": mt.UTC().Format(time.RFC3339Nano), "folder": strings.HasSuffix(obj.Key, "/")})
 			} else {
-				fmt.Fprintf(env.Stdout, "%12d  %-19s  %s\n", obj.Size, mt.Local().Format("2006-01-02 15:04:05"), obj.Key)
+				fmt.Fprintf(env.Stdout, "%12d  %-19s  %s\n", obj.Size, mt.Local().Format("2006-01-02 15:04:05"), displayName(obj.Key))
 			}
 		}
 		if page.NextStartAfter == "" {
@@ -97,4 +100,20 @@ func runLs(ctx context.Context, env *Env, o *lsOptions, args []string) error {
 		}
 		opt.StartAfter = page.NextStartAfter
 	}
+}
+
+// displayName is a key as ls prints it: as it is, or quoted with Go's
+// escapes when it holds control characters or is not UTF-8, so that a name
+// in a shared bucket cannot forge lines or send escape sequences to the
+// terminal.
+func displayName(key string) string {
+	if !utf8.ValidString(key) {
+		return strconv.Quote(key)
+	}
+	for _, r := range key {
+		if unicode.IsControl(r) {
+			return strconv.Quote(key)
+		}
+	}
+	return key
 }

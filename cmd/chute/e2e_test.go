@@ -261,3 +261,30 @@ func TestCopyTree(t *testing.T) {
 		t.Errorf("diff -r of the tree and its copy under a new name: %v\n%s", err, out)
 	}
 }
+
+// TestLsQuotesControlCharacters: a key holding a newline and an escape
+// sequence (valid in S3, and so possibly in a shared bucket) is listed as
+// one quoted line, not as raw bytes for the terminal.
+func TestLsQuotesControlCharacters(t *testing.T) {
+	n := startNode(t, "photos")
+	c := newClient(t)
+	n.authorize("", c.pub)
+	f := filepath.Join(t.TempDir(), "f")
+	makeFile(t, f, 10, 1)
+	c.ok("cp", "--quiet", f, n.url("photos/evil%0Afake%1B%5B31m"))
+	c.ok("cp", "--quiet", f, n.url("photos/plain é"))
+
+	out := c.ok("ls", n.url("photos/")).stdout
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	if len(lines) != 2 || strings.ContainsAny(out, "\x1b\r") {
+		t.Fatalf("ls printed %q, want two lines and no control characters", out)
+	}
+	if !strings.HasSuffix(lines[0], `  "evil\nfake\x1b[31m"`) || !strings.HasSuffix(lines[1], "  plain é") {
+		t.Errorf("ls lines:\n%s\nwant the first name quoted with escapes, the second as it is", out)
+	}
+	// --json carries the name as it is.
+	var e struct{ Name string }
+	if err := json.Unmarshal([]byte(strings.Split(c.ok("ls", "--json", n.url("photos/")).stdout, "\n")[0]), &e); err != nil || e.Name != "evil\nfake\x1b[31m" {
+		t.Errorf("ls --json: name %q, %v", e.Name, err)
+	}
+}
