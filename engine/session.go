@@ -69,10 +69,12 @@ type session struct {
 	lastAckAt   time.Time
 	ackBytes    uint64 // the peer's cumulative received bytes, last seen
 	sentSince   float64
+	sentTotal   int64
 	lostSince   float64
 	ptoCount    int
 	lostPNs     ranges.Set // recently declared lost, to spot spurious retransmissions
 	queueFilter minFilter
+	lastQueue   time.Duration
 	reorderPkts uint64 // packet threshold of loss detection
 	lossTime8   int64  // time threshold of loss detection, in eighths of a round trip
 	lastWiden   time.Time
@@ -511,7 +513,8 @@ func (s *session) onAck(a wire.Ack, now time.Time) {
 		delivered = float64(a.Bytes - s.ackBytes)
 		s.ackBytes = a.Bytes
 	}
-	queue := s.queueFilter.update(now, time.Duration(a.Queue)*time.Microsecond, max(s.rtt.smoothed, queueWindow))
+	queue := s.queueFilter.update(now, time.Duration(a.Queue)*time.Microsecond, queueWindow)
+	s.lastQueue = queue
 	s.cc.OnFeedback(now, congestion.Feedback{
 		Queue:     queue,
 		RTT:       s.rtt.smoothed,
@@ -603,13 +606,22 @@ func (s *session) sendLoop() {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	lastReport := time.Now()
+	var reportSent int64
+	var reportAcked uint64
 	for {
 		if s.log.Enabled(nil, slog.LevelDebug) && time.Since(lastReport) > 500*time.Millisecond && len(s.order) > 0 {
-			lastReport = time.Now()
 			s.mu.Lock()
-			s.log.Debug("sender", "rate_mbps", int(s.cc.Rate()*8/1e6), "srtt", s.rtt.smoothed, "inflight", s.inflightB,
+			cs := s.cc.State()
+			sentMbps := float64(s.sentTotal-reportSent) * 8 / 1e6 / time.Since(lastReport).Seconds()
+			reportSent = s.sentTotal
+			ackedMbps := float64(s.ackBytes-reportAcked) * 8 / 1e6 / time.Since(lastReport).Seconds()
+			reportAcked = s.ackBytes
+			s.log.Debug("sender", "rate_mbps", int(s.cc.Rate()*8/1e6), "sent_mbps", int(sentMbps), "peer_got_mbps", int(ackedMbps), "delivery_mbps", int(cs.Delivery*8/1e6),
+				"delivery_max_mbps", int(cs.DeliveryMax*8/1e6), "loss", cs.LossFrac, "found", cs.Found, "queue", s.lastQueue,
+				"srtt", s.rtt.smoothed, "inflight", s.inflightB,
 				"streams", len(s.order), "lost_order", s.counters.lostByOrder.Load(), "lost_time", s.counters.lostByTime.Load(),
 				"lost_pto", s.counters.lostByPTO.Load())
+			lastReport = time.Now()
 			s.mu.Unlock()
 		}
 		select {
@@ -741,6 +753,7 @@ func (s *session) plan(now time.Time, out *[]plan) time.Duration {
 			s.inflight.Add(int64(pn), 1)
 			s.inflightB += int64(n)
 			s.sentSince += float64(n)
+			s.sentTotal += int64(n)
 			s.pacer.Spend(now, float64(n+wire.ClearLen(wire.TypeData)+16))
 			*out = append(*out, plan{st: st, off: off, n: n, pn: pn, retrans: retrans})
 			got++

@@ -86,7 +86,9 @@ type Controller struct {
 	delivered    float64 // delivery rate of the last full window
 	lossFrac     float64
 	found        bool    // a queue or loss was seen: the search phase is over
-	delivery     float64 // smoothed delivery rate, bytes per second
+	delivery     float64 // delivery rate over the last round trip, bytes per second
+	delivTotal   float64 // bytes delivered, all told
+	delivHist    []timed // (time, delivTotal) over the last round trip
 	deliveryMax  maxFilter
 }
 
@@ -122,6 +124,17 @@ func (c *Controller) SetLimits(lim Limits) {
 	} else {
 		c.rate = c.clamp(c.rate)
 	}
+}
+
+// State is a snapshot of the controller's inputs, for logs.
+type State struct {
+	Rate, Delivery, DeliveryMax, LossFrac float64
+	Found                                 bool
+}
+
+// State returns what the controller currently believes.
+func (c *Controller) State() State {
+	return State{Rate: c.rate, Delivery: c.delivery, DeliveryMax: c.deliveryMax.max(), LossFrac: c.lossFrac, Found: c.found}
 }
 
 // Limits returns the current limits.
@@ -198,7 +211,10 @@ func (c *Controller) OnFeedback(now time.Time, f Feedback) {
 			c.rate *= 1 - excess*k
 		}
 	}
-	if dmax := c.deliveryMax.max(); dmax > 0 {
+	// The ceiling needs a delivery rate worth the name: in the search
+	// phase, early samples cover a handful of packets, so it applies there
+	// only once loss shows the path is already overrun.
+	if dmax := c.deliveryMax.max(); dmax > 0 && (c.found || c.lossFrac > lossyFrac) {
 		h := headroom
 		switch {
 		case !c.found:
@@ -226,27 +242,37 @@ func (c *Controller) OnSilence(now time.Time, d, rtt time.Duration) {
 }
 
 func (c *Controller) account(now time.Time, f Feedback, dt time.Duration) {
-	if dt > 0 {
-		// Smooth the delivery rate over about a round trip (at least 20 ms).
-		tau := max(f.RTT, 20*time.Millisecond)
-		w := math.Min(1, float64(dt)/float64(tau))
-		sample := f.Delivered / dt.Seconds()
-		if c.delivery == 0 {
-			c.delivery = sample
-		} else {
-			c.delivery += w * (sample - c.delivery)
-		}
+	// The delivery rate is bytes delivered over the last round trip (at
+	// least 20 ms), from a running total: several reports may arrive at
+	// the same instant (one batch of acks), and none may be lost from the
+	// count.
+	c.delivTotal += f.Delivered
+	if n := len(c.delivHist); n == 0 || now.After(c.delivHist[n-1].at) {
+		c.delivHist = append(c.delivHist, timed{now, c.delivTotal})
+	} else {
+		c.delivHist[n-1].v = c.delivTotal
+	}
+	span := max(f.RTT, 20*time.Millisecond)
+	// Keep one sample at least span old as the base.
+	i := 0
+	for i+1 < len(c.delivHist) && now.Sub(c.delivHist[i+1].at) >= span {
+		i++
+	}
+	if i > 0 {
+		c.delivHist = append(c.delivHist[:0], c.delivHist[i:]...)
+	}
+	if base := c.delivHist[0]; now.Sub(base.at) >= span/2 {
+		c.delivery = (c.delivTotal - base.v) / now.Sub(base.at).Seconds()
 		c.deliveryMax.update(now, c.delivery, max(4*f.RTT, deliveryWin))
 	}
 	c.winSent += f.Sent
 	c.winDelivered += f.Delivered
 	c.winLost += f.Lost
-	span := now.Sub(c.winStart)
-	window := max(2*f.RTT, 100*time.Millisecond)
-	if span < window {
+	win := now.Sub(c.winStart)
+	if win < max(2*f.RTT, 100*time.Millisecond) {
 		return
 	}
-	c.delivered = c.winDelivered / span.Seconds()
+	c.delivered = c.winDelivered / win.Seconds()
 	if c.winSent > 0 {
 		c.lossFrac = c.winLost / c.winSent
 	}
@@ -273,7 +299,7 @@ type Pacer struct {
 // MaxBurst bounds how far ahead of the rate a pacer lets a sender get: the
 // larger of this much time at the rate and the minimum burst in bytes.
 const (
-	burstTime     = 4 * time.Millisecond
+	burstTime     = 8 * time.Millisecond
 	minBurstBytes = 16 * 1500
 )
 

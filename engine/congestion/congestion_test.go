@@ -254,8 +254,8 @@ func TestPacer(t *testing.T) {
 	if got := p.Available(t0.Add(time.Hour)); got != minBurstBytes {
 		t.Fatalf("after an hour idle: %v tokens, want the burst cap", got)
 	}
-	p.SetRate(1e9) // burst becomes 4 ms at 1 GB/s = 4 MB
-	if got := p.Available(t0.Add(time.Hour + time.Second)); got != 4e6 {
-		t.Fatalf("after raising the rate: %v tokens, want 4e6", got)
+	p.SetRate(1e9) // burst becomes 8 ms at 1 GB/s = 8 MB
+	if got := p.Available(t0.Add(time.Hour + time.Second)); got != 8e6 {
+		t.Fatalf("after raising the rate: %v tokens, want 8e6", got)
 	}
 }
