@@ -525,6 +525,9 @@ func (c *Client) download(ctx context.Context, t *transfer, req DownloadRequest)
 	if err := cc.call(ctx, "download_finish", streamReq{Stream: stream}, &fin); err != nil {
 		return Result{}, err
 	}
+	t.mu.Lock()
+	t.stats.Sent, t.stats.Retrans = fin.Sent, fin.Retrans
+	t.mu.Unlock()
 	return Result{Object: info, SHA256: fin.SHA256}, nil
 }
 

@@ -300,6 +300,10 @@ type downloadResp struct {
 
 type finishResp struct {
 	SHA256 string `json:"sha256,omitempty"`
+	// What the server's sender did: payload bytes sent, and of those sent
+	// more than once.
+	Sent    int64 `json:"sent"`
+	Retrans int64 `json:"retrans"`
 }
 
 type sumsReq struct {

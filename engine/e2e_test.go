@@ -158,6 +158,9 @@ func TestUploadDownloadSizes(t *testing.T) {
 			if dres.SHA256 != sha(data) {
 				t.Fatalf("download SHA-256 %s, want %s", dres.SHA256, sha(data))
 			}
+			if dres.Sent < int64(size) {
+				t.Errorf("download reports %d bytes sent by the server, want at least %d", dres.Sent, size)
+			}
 			// A range in the middle.
 			if size > 10 {
 				part := &memFile{}

@@ -267,11 +267,18 @@ func (c *serverConn) finishDownload(ctx context.Context, req streamReq) (any, er
 		return nil, fmt.Errorf("%w: no download on stream %d", ErrProtocol, req.Stream)
 	}
 	d.stop()
+	resp := finishResp{}
+	if sess, err := c.session(); err == nil {
+		sess.mu.Lock()
+		resp.Sent, resp.Retrans = d.st.sent, d.st.retrans
+		sess.mu.Unlock()
+	}
 	if d.info.Meta.SHA256 != "" {
-		return finishResp{SHA256: d.info.Meta.SHA256}, nil
+		resp.SHA256 = d.info.Meta.SHA256
+		return resp, nil
 	}
 	if !d.whole {
-		return finishResp{}, nil
+		return resp, nil
 	}
 	select {
 	case <-d.src.hashDone:
@@ -281,5 +288,6 @@ func (c *serverConn) finishDownload(ctx context.Context, req streamReq) (any, er
 	if err := d.src.failed(); err != nil {
 		return nil, err
 	}
-	return finishResp{SHA256: d.src.sum}, nil
+	resp.SHA256 = d.src.sum
+	return resp, nil
 }
