@@ -17,6 +17,11 @@
 //     kept for Options.ListTTL and updated at once by the mount's own
 //     changes.
 //
+// Staged files and records survive the mount process dying: staged bytes
+// are ordinary file pages, index records sit in Badger's memory-mapped log.
+// Neither is fsynced at close (as with any local file, a power loss before
+// the kernel writes them back can lose them); fsync(2) uploads at once.
+//
 // The package is platform neutral: it returns Go errors (wrapping the cos
 // sentinels, engine.ErrUnreachable and syscall.ENOSPC) and knows nothing of
 // FUSE. It reaches the server only through Remote, which *engine.Client

@@ -175,9 +175,6 @@ func (ix *index) scan(prefix string, fn func(key string, v []byte) error) error 
 	})
 }
 
-// sync makes every write so far durable.
-func (ix *index) sync() error { return ix.db.Sync() }
-
 // close marks a clean stop (unless crashed) and closes the database.
 func (ix *index) close(clean bool) error {
 	var err error

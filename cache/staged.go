@@ -275,8 +275,13 @@ func (s *Staged) Allocate(off, size int64, mode uint32) error {
 
 // Flush is called on every close of a handle. When the file changed, it
 // uploads it and returns once the object is committed; with
-// Options.WriteBack it makes the staged file durable and queues the upload
+// Options.WriteBack it records the staged file and queues the upload
 // instead. A failed upload stays queued for a retry in the background.
+//
+// Write-back close does not fsync: like any local file, a staged file
+// survives the mount process dying (its pages are the kernel's) and reaches
+// the disk with the kernel's writeback; a power loss before that can lose
+// it. fsync(2) (Sync) uploads at once.
 func (s *Staged) Flush(ctx context.Context) error {
 	c := s.c
 	s.mu.Lock()
@@ -285,16 +290,8 @@ func (s *Staged) Flush(ctx context.Context) error {
 		return nil
 	}
 	if c.opt.WriteBack {
-		err := s.f.Sync()
 		s.persistOrLogLocked()
-		key := s.rec.Key
 		s.mu.Unlock()
-		if err != nil {
-			return fmt.Errorf("flush %q: %w", key, err)
-		}
-		if err := c.ix.sync(); err != nil {
-			c.log.Warn("sync cache index", "err", err)
-		}
 		c.queue.Add(s.id, 0)
 		return nil
 	}

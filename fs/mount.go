@@ -150,8 +150,8 @@ func Mount(ctx context.Context, opt Options) (*Mounted, error) {
 		EntryTimeout:    &kernelTTL,
 		AttrTimeout:     &kernelTTL,
 		NegativeTimeout: &negative,
-		UID:             opt.UID,
-		GID:             opt.GID,
+		// UID and GID stay unset: fillAttr sets owners itself, and go-fuse
+		// would turn a recorded uid 0 into them.
 	})
 	if err != nil {
 		cancel()

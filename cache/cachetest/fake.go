@@ -394,7 +394,7 @@ func (f *Fake) Upload(ctx context.Context, req engine.UploadRequest) (engine.Res
 	}
 	if p == nil {
 		f.seq++
-		p = &partial{id: fmt.Sprintf("u%d", f.seq), key: req.Key, size: req.Size}
+		p = &partial{id: fmt.Sprintf("u%d", f.seq), key: req.Key, size: req.Size, data: make([]byte, 0, req.Size)}
 		f.uploads[p.id] = p
 	}
 	f.mu.Unlock()

@@ -60,7 +60,7 @@ func init() {
 			fs.StringVar(&o.dirMode, "dir-mode", "0755", "permissions of folders that record none (octal)")
 			fs.DurationVar(&o.listTTL, "list-ttl", 10*time.Second, "how long listings and attributes are trusted (0: not at all)")
 			fs.DurationVar(&o.ioTimeout, "io-timeout", time.Minute, "a server silent this long makes calls fail with EIO")
-			fs.DurationVar(&o.drain, "drain-timeout", 0, "on unmount, how long to wait for pending uploads before leaving them for the next mount (default: until done; a second SIGINT/SIGTERM stops waiting)")
+			fs.DurationVar(&o.drain, "drain-timeout", 0, "on unmount, how long to wait for pending uploads before leaving them for the next mount (default: until done after a signal, 1m after fusermount3 -u; a second SIGINT/SIGTERM stops waiting)")
 		},
 		Run: func(ctx context.Context, env *Env, args []string) error { return runMount(ctx, env, o, args) },
 	})
@@ -221,7 +221,7 @@ func (o *mountOptions) fsOptions(env *Env, loc Location, mp string) (chutefs.Opt
 		Bucket: loc.Bucket, Prefix: loc.Key, MountPoint: mp, CacheDir: cacheDir, CacheSize: size,
 		WriteBack: o.writeBack, ReadOnly: o.readOnly, AllowOther: o.allowOther,
 		UID: uint32(uid), GID: uint32(gid), FileMode: os.FileMode(fm), DirMode: os.FileMode(dm),
-		ListTTL: ttl, IOTimeout: o.ioTimeout, Rate: rate, Logger: env.Logger,
+		ListTTL: ttl, IOTimeout: o.ioTimeout, DrainTimeout: o.drain, Rate: rate, Logger: env.Logger,
 	}, nil
 }
 
