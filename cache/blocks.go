@@ -394,7 +394,7 @@ func (c *Cache) runFetch(it *blockItem, f *fetchRun) {
 		c.finishFetch(it, f, fmt.Errorf("read %q: cache closed", key))
 		return
 	}
-	res, err := c.remote.Download(c.ctx, engine.DownloadRequest{
+	req := engine.DownloadRequest{
 		Bucket: c.opt.Bucket, Key: key, Offset: f.r.Off, Length: f.r.Len, Dest: file, Rate: c.opt.Rate,
 		OnData: func(off, n int64) {
 			it.mu.Lock()
@@ -402,7 +402,15 @@ func (c *Cache) runFetch(it *blockItem, f *fetchRun) {
 			it.changed = true
 			it.mu.Unlock()
 		},
-	})
+	}
+	res, err := c.remote.Download(c.ctx, req)
+	if err != nil && isNoSpace(err) && c.evict(-1) > 0 {
+		// The cache disk filled up: make room and fetch what is missing.
+		it.mu.Lock()
+		req.Have = append([]engine.Range(nil), it.have...)
+		it.mu.Unlock()
+		res, err = c.remote.Download(c.ctx, req)
+	}
 	switch {
 	case err != nil:
 		err = fmt.Errorf("read %q [%d,+%d): %w", key, f.r.Off, f.r.Len, err)

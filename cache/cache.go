@@ -394,6 +394,13 @@ func (c *Cache) evictor() {
 			if over := blocks + staged - c.opt.Size; over > 0 {
 				c.evict(over)
 			}
+			// Kicks come with every write and fetch: check at most five
+			// times a second.
+			select {
+			case <-c.ctx.Done():
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
 		}
 	}
 }
