@@ -47,7 +47,12 @@ func TestMountE2E(t *testing.T) {
 	cacheDir := t.TempDir()
 	mp := t.TempDir()
 
-	// --daemon returns once the mount is ready.
+	// --daemon reports a failure to mount (here: nobody listens)...
+	bad := "chute://127.0.0.1:" + strconv.Itoa(freePort(t)) + "/bkt"
+	if r := c.run("mount", "--daemon", "--io-timeout", "3s", "--cache-dir", t.TempDir(), bad, mp); r.code == 0 || isFuseMount(mp) {
+		t.Fatalf("mount --daemon of an unreachable server: %v", r)
+	}
+	// ...and returns once the mount is ready.
 	r := c.ok("mount", "--daemon", "--cache-dir", cacheDir, n.url("bkt"), mp)
 	if !strings.Contains(r.stdout, "mounted on "+mp) || !isFuseMount(mp) {
 		t.Fatalf("mount --daemon: %v; mounted: %v", r, isFuseMount(mp))
