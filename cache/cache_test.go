@@ -439,3 +439,16 @@ func TestIndexFormatVersion(t *testing.T) {
 		t.Fatalf("opening an index of another version: %v", err)
 	}
 }
+
+// TestCacheFolderInUse: a second user of one cache folder is refused with
+// a message that says what to do.
+func TestCacheFolderInUse(t *testing.T) {
+	fake := cachetest.NewFake()
+	dir := t.TempDir()
+	c := openTest(t, fake, dir, nil)
+	defer closeTest(t, c)
+	_, err := Open(context.Background(), Options{Dir: dir, Remote: fake, Bucket: bucket})
+	if err == nil || !strings.Contains(err.Error(), "--cache-dir") {
+		t.Fatalf("second Open of one folder: %v", err)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/chute/chute/engine"
@@ -93,6 +94,9 @@ func openIndex(dir string, log *slog.Logger) (ix *index, unclean bool, err error
 		WithDetectConflicts(false)
 	db, err := badger.Open(opt)
 	if err != nil {
+		if strings.Contains(err.Error(), "lock") {
+			return nil, false, fmt.Errorf("open cache index %s: %w (another chute mount uses this cache folder: pass another --cache-dir)", dir, err)
+		}
 		return nil, false, fmt.Errorf("open cache index %s: %w", dir, err)
 	}
 	ix = &index{db: db}

@@ -24,7 +24,7 @@ type mountProc struct {
 
 // startMount runs `chute mount` in the foreground and waits until the
 // mount point is served.
-func (c *client) startMount(t *testing.T, n *node, cacheDir string, flags ...string) *mountProc {
+func (c *client) startMount(t testing.TB, n *node, cacheDir string, flags ...string) *mountProc {
 	t.Helper()
 	mp := t.TempDir()
 	args := append([]string{"mount", "--debug", "--cache-dir", cacheDir}, flags...)
@@ -151,4 +151,57 @@ func TestMountKilledMidUploadResumes(t *testing.T) {
 	if res := m2.wait(); res.code != 0 || !strings.Contains(res.stderr, "all uploads done") {
 		t.Fatalf("SIGINT: %v", res)
 	}
+}
+
+// BenchmarkMountVsCp compares moving one 128 MiB file through the mount
+// with chute cp, both against a real server on loopback: the mount should
+// add little. Write goes through cp(1) into the mount (the upload at close
+// included); read is a cold read through a fresh mount.
+func BenchmarkMountVsCp(b *testing.B) {
+	testenv.RequireFUSE(b)
+	n := startNode(b, "bkt")
+	c := newClient(b)
+	n.authorize("", c.pub)
+	const size = 128 << 20
+	src := filepath.Join(b.TempDir(), "src")
+	makeFile(b, src, size, 3)
+	out := filepath.Join(b.TempDir(), "out")
+	run := func(name string, args ...string) {
+		if o, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+			b.Fatalf("%s %v: %v %s", name, args, err, o)
+		}
+	}
+	b.Run("cp-upload", func(b *testing.B) {
+		b.SetBytes(size)
+		for b.Loop() {
+			c.as(b).ok("cp", src, n.url("bkt/up"))
+		}
+	})
+	b.Run("cp-download", func(b *testing.B) {
+		b.SetBytes(size)
+		for b.Loop() {
+			os.Remove(out)
+			c.as(b).ok("cp", n.url("bkt/up"), out)
+		}
+	})
+	m := c.startMount(b, n, b.TempDir())
+	b.Run("mount-write", func(b *testing.B) {
+		b.SetBytes(size)
+		for b.Loop() {
+			run("cp", src, filepath.Join(m.dir, "viamount"))
+		}
+	})
+	b.Run("mount-read-cold", func(b *testing.B) {
+		b.SetBytes(size)
+		for b.Loop() {
+			b.StopTimer()
+			cold := c.startMount(b, n, b.TempDir(), "--read-only")
+			b.StartTimer()
+			run("cp", filepath.Join(cold.dir, "up"), out)
+			b.StopTimer()
+			c.as(b).ok("unmount", cold.dir)
+			b.StartTimer()
+		}
+	})
+	c.ok("unmount", m.dir)
 }
