@@ -163,8 +163,24 @@ func (c *Cache) Lookup(ctx context.Context, dir, name string) (Entry, error) {
 	if !ok {
 		return Entry{}, fmt.Errorf("lookup %q: %w", key, cos.ErrNotFound)
 	}
-	if e.Dir || e.Full {
+	if e.Full {
 		return e, nil
+	}
+	if e.Dir {
+		// A folder's metadata lives on its marker, if it has one.
+		var ne Entry
+		o, err := c.remote.Stat(ctx, c.opt.Bucket, key+"/")
+		switch {
+		case err == nil:
+			ne = *entryFromInfo(name, o, true)
+			ne.Dir, ne.Size = true, 0
+		case isNotFound(err):
+			ne = Entry{Name: name, Dir: true, Full: true}
+		default:
+			return Entry{}, fmt.Errorf("stat %q: %w", key+"/", err)
+		}
+		c.noteEntry(key+"/", ne)
+		return ne, nil
 	}
 	o, err := c.remote.Stat(ctx, c.opt.Bucket, key)
 	if err != nil {

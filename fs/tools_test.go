@@ -1,7 +1,9 @@
 package fs
 
 import (
+	"context"
 	"crypto/sha256"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -9,6 +11,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chute/chute/internal/testenv"
 )
@@ -32,14 +35,25 @@ func sourceTree(t *testing.T) string {
 }
 
 func TestTarExtractAndDiff(t *testing.T) {
+	for _, wb := range []bool{false, true} {
+		t.Run(fmt.Sprintf("writeback=%v", wb), func(t *testing.T) { testTar(t, wb) })
+	}
+}
+
+func testTar(t *testing.T, writeBack bool) {
 	testenv.RequireTool(t, "tar", "apt-get install tar")
 	testenv.RequireTool(t, "diff", "apt-get install diffutils")
 	src := sourceTree(t)
 	archive := filepath.Join(t.TempDir(), "src.tar")
 	run(t, "tar", "-C", filepath.Dir(src), "-cf", archive, filepath.Base(src))
-	tm := mountFake(t, nil)
+	tm := mountFake(t, func(o *Options) { o.WriteBack = writeBack })
 	run(t, "tar", "-C", tm.dir, "-xf", archive)
 	run(t, "diff", "-r", src, tm.path(filepath.Base(src)))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := tm.m.WaitUploads(ctx); err != nil {
+		t.Fatal(err)
+	}
 	// And the server holds the same bytes (read without the mount).
 	n := 0
 	filepath.Walk(src, func(p string, fi os.FileInfo, err error) error {
@@ -62,10 +76,16 @@ func TestTarExtractAndDiff(t *testing.T) {
 }
 
 func TestRsyncInAndOut(t *testing.T) {
+	for _, wb := range []bool{false, true} {
+		t.Run(fmt.Sprintf("writeback=%v", wb), func(t *testing.T) { testRsync(t, wb) })
+	}
+}
+
+func testRsync(t *testing.T, writeBack bool) {
 	testenv.RequireTool(t, "rsync", "apt-get install rsync")
 	testenv.RequireTool(t, "diff", "apt-get install diffutils")
 	src := sourceTree(t) + "/"
-	tm := mountFake(t, nil)
+	tm := mountFake(t, func(o *Options) { o.WriteBack = writeBack })
 	in := tm.path("r") + "/"
 	run(t, "rsync", "-a", src, in)
 	out := filepath.Join(t.TempDir(), "out") + "/"
@@ -78,6 +98,17 @@ func TestRsyncInAndOut(t *testing.T) {
 	}
 	if changes := strings.TrimSpace(run(t, "rsync", "-a", "-n", "-i", in, out)); changes != "" {
 		t.Fatalf("rsync sees differences after the copy out:\n%s", changes)
+	}
+	// Once uploaded, a fresh mount over a cold cache shows the same tree,
+	// modes and times included.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := tm.m.Unmount(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cold := mountWith(t, tm.fake, t.TempDir(), nil)
+	if changes := strings.TrimSpace(run(t, "rsync", "-a", "-n", "-i", "--exclude", ".*", src, cold.path("r")+"/")); changes != "" {
+		t.Fatalf("rsync sees differences against the server's copy:\n%s", changes)
 	}
 }
 
