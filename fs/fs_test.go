@@ -392,3 +392,61 @@ func TestTreeWithSpacesAndUnicode(t *testing.T) {
 		t.Fatalf("server holds %q", got)
 	}
 }
+
+// TestPrefix mounts a prefix of the bucket: keys outside it stay hidden,
+// and new files land under it.
+func TestPrefix(t *testing.T) {
+	tm := mountFake(t, func(o *Options) { o.Prefix = "team/a" })
+	tm.fake.Store(testBucket, "team/a/in", []byte("in"), cos.Meta{})
+	tm.fake.Store(testBucket, "team/b/out", []byte("out"), cos.Meta{})
+	tm.fake.Store(testBucket, "top", []byte("top"), cos.Meta{})
+	ents, err := os.ReadDir(tm.dir)
+	if err != nil || len(ents) != 1 || ents[0].Name() != "in" {
+		t.Fatalf("readdir of the prefix: %v %v", ents, err)
+	}
+	mustWrite(t, tm.path("new"), []byte("new"))
+	if got, _ := tm.object("team/a/new"); string(got) != "new" {
+		t.Fatalf("team/a/new holds %q", got)
+	}
+	if err := os.Mkdir(tm.path("sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := tm.object("team/a/sub/"); !ok {
+		t.Fatal("mkdir under a prefix stored no team/a/sub/ marker")
+	}
+}
+
+// TestDefaultsForObjectsWithoutMetadata: objects another tool stored
+// without mode or owner show the mount's defaults; recorded ones win.
+func TestDefaultsForObjectsWithoutMetadata(t *testing.T) {
+	tm := mountFake(t, func(o *Options) {
+		o.UID, o.GID = 4321, 8765
+		o.FileMode, o.DirMode = 0o640, 0o750
+	})
+	uid := uint32(0)
+	tm.fake.Store(testBucket, "bare", []byte("x"), cos.Meta{})
+	tm.fake.Store(testBucket, "dir/inner", []byte("x"), cos.Meta{})
+	tm.fake.Store(testBucket, "owned", []byte("x"), cos.Meta{Mode: syscall.S_IFREG | 0o600, UID: &uid})
+	tests := []struct {
+		name     string
+		perm     os.FileMode
+		uid, gid uint32
+		dir      bool
+	}{
+		{"bare", 0o640, 4321, 8765, false},
+		{"dir", 0o750, 4321, 8765, true},
+		{"owned", 0o600, 0, 8765, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			st, err := os.Stat(tm.path(tc.name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			sys := st.Sys().(*syscall.Stat_t)
+			if st.Mode().Perm() != tc.perm || st.IsDir() != tc.dir || sys.Uid != tc.uid || sys.Gid != tc.gid {
+				t.Fatalf("mode %v uid %d gid %d; want %v %d %d", st.Mode(), sys.Uid, sys.Gid, tc.perm, tc.uid, tc.gid)
+			}
+		})
+	}
+}
