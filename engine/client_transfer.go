@@ -16,6 +16,10 @@ import (
 	"github.com/chute/chute/engine/internal/ranges"
 )
 
+// testHookBeforeCommit, when set by a test, runs between the last
+// acknowledgement of an upload's data and its commit.
+var testHookBeforeCommit func()
+
 // transfer is the client's record of one upload or download, for Stats and
 // for pausing, cancelling and re-rating it.
 type transfer struct {
@@ -377,6 +381,9 @@ func (c *Client) upload(ctx context.Context, t *transfer, req UploadRequest, pol
 		return Result{}, cc.deadErr
 	}
 	c.log.Debug("upload data acknowledged", "key", req.Key, "elapsed", time.Since(t.stats.Started))
+	if testHookBeforeCommit != nil {
+		testHookBeforeCommit()
+	}
 	sum, err := waitSHA()
 	if err != nil {
 		return Result{}, err

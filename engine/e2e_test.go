@@ -499,3 +499,23 @@ func TestTransfersVisibleAndCancellable(t *testing.T) {
 		t.Fatalf("cancelled upload left an object: %v", err)
 	}
 }
+
+// TestCommitAfterServerFinished commits only after the server has made the
+// whole upload durable and its loop has ended: the commit must still find
+// it (a mount's close hit this when the server was quick).
+func TestCommitAfterServerFinished(t *testing.T) {
+	n := startNode(t, nil, "")
+	c := n.client(t)
+	testHookBeforeCommit = func() { time.Sleep(700 * time.Millisecond) }
+	defer func() { testHookBeforeCommit = nil }()
+	for _, size := range []int{1200000, 20 << 20} {
+		data := randomBytes(size, 77)
+		res, err := c.Upload(context.Background(), UploadRequest{Bucket: "photos", Key: fmt.Sprint("late/", size), Source: bytes.NewReader(data), Size: int64(size)})
+		if err != nil {
+			t.Fatalf("%d bytes: %v", size, err)
+		}
+		if res.SHA256 != sha(data) {
+			t.Fatal("checksum mismatch")
+		}
+	}
+}

@@ -664,6 +664,7 @@ func (c *serverConn) cancel(stream uint32) {
 	c.mu.Lock()
 	u := c.uploads[stream]
 	d := c.downloads[stream]
+	delete(c.uploads, stream)
 	c.mu.Unlock()
 	if u != nil {
 		u.stop(ErrCancelled)

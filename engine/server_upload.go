@@ -489,11 +489,8 @@ func (u *serverUpload) loop() {
 		if sess, err := u.c.session(); err == nil {
 			sess.removeRecv(u.stream)
 		}
-		u.c.mu.Lock()
-		if u.c.uploads[u.stream] == u {
-			delete(u.c.uploads, u.stream)
-		}
-		u.c.mu.Unlock()
+		// The upload stays in the connection's table for "commit" to find
+		// (its outcome, success or error); commit and cancel remove it.
 		u.mu.Lock()
 		err := u.err
 		u.mu.Unlock()
@@ -712,6 +709,11 @@ func (c *serverConn) commit(ctx context.Context, req commitReq) (any, error) {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+	c.mu.Lock()
+	if c.uploads[req.Stream] == u {
+		delete(c.uploads, req.Stream)
+	}
+	c.mu.Unlock()
 	u.mu.Lock()
 	err := u.err
 	u.mu.Unlock()
