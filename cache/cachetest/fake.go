@@ -91,7 +91,8 @@ func (f *Fake) SetRate(bytesPerSec int64) { f.mu.Lock(); f.rate = bytesPerSec; f
 // it has moved n bytes.
 func (f *Fake) FailAfter(n int64) { f.mu.Lock(); f.failAfter = n; f.mu.Unlock() }
 
-// HoldUploads makes uploads wait before each chunk until ReleaseUploads.
+// HoldUploads makes uploads (and Puts of files) wait before each chunk
+// until ReleaseUploads.
 func (f *Fake) HoldUploads() {
 	f.mu.Lock()
 	if f.gate == nil {
@@ -111,8 +112,9 @@ func (f *Fake) ReleaseUploads() {
 }
 
 // UploadedBytes is the payload uploads have sent, DownloadedBytes what
-// downloads have sent; Commits counts objects stored by Upload, Resumes the
-// uploads that continued from a checkpoint.
+// downloads have sent; Commits counts objects stored by Upload or Put
+// (folder markers aside), Resumes the uploads that continued from a
+// checkpoint.
 func (f *Fake) UploadedBytes() int64   { return f.upBytes.Load() }
 func (f *Fake) DownloadedBytes() int64 { return f.dlBytes.Load() }
 func (f *Fake) Commits() int64         { return f.commits.Load() }
@@ -306,8 +308,17 @@ func (f *Fake) Put(ctx context.Context, bucket, key string, data []byte, meta co
 	if key == "" || strings.HasPrefix(key, "/") || strings.Contains(key, "//") {
 		return cos.ObjectInfo{}, &cos.Error{Op: "put", Bucket: bucket, Key: key, Err: cos.ErrInvalidKey}
 	}
+	if !strings.HasSuffix(key, "/") {
+		// A small file's upload: held like the others.
+		if err := f.pace(ctx, "put", bucket, key, 0, 0, time.Now(), true); err != nil {
+			return cos.ObjectInfo{}, err
+		}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if !strings.HasSuffix(key, "/") {
+		f.commits.Add(1)
+	}
 	return f.storeLocked(bucket, key, bytes.Clone(data), meta), nil
 }
 
