@@ -51,12 +51,18 @@ if [ -e /dev/fuse ] && command -v fusermount3 >/dev/null 2>&1 && "$chute" help 2
 	"$chute" mount --daemon "$url" "$demo/mnt"
 	mounted=1
 	say "cp -r into the mount: close returns when each object is committed"
-	cp -r "$demo/files/shoot" "$demo/mnt/" && echo "cp exit status 0: uploaded"
+	if cp -r "$demo/files/shoot" "$demo/mnt/"; then
+		echo "cp exit status 0: every file uploaded and committed"
+	else
+		echo "cp into the mount failed (see the mount's log above)"
+		exit 1
+	fi
 	ls -l "$demo/mnt" "$demo/mnt/shoot" "$demo/mnt/shoot/raw"
 	say "read back through the mount and compare checksums"
 	(cd "$demo/files/shoot" && find . -type f -exec sha256sum {} + | sort -k2) >"$demo/sums.src"
 	(cd "$demo/mnt/shoot" && find . -type f -exec sha256sum {} + | sort -k2) >"$demo/sums.mnt"
-	diff "$demo/sums.src" "$demo/sums.mnt" && echo "all $(wc -l <"$demo/sums.src") files match"
+	diff "$demo/sums.src" "$demo/sums.mnt"
+	echo "all $(wc -l <"$demo/sums.src") files match"
 	say "unmount (waits for pending uploads)"
 	"$chute" unmount "$demo/mnt"
 	mounted=""
