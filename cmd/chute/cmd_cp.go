@@ -212,8 +212,15 @@ func planDownloads(ctx context.Context, c *engine.Client, o *cpOptions, loc Loca
 			}
 			return []job{{local: local, bucket: loc.Bucket, key: loc.Key, size: info.Size, mtime: info.ModTime(), mode: os.FileMode(info.Meta.Mode & 0o777)}}, nil
 		}
-		if !errors.Is(err, cos.ErrNotFound) || !o.recursive {
+		if !errors.Is(err, cos.ErrNotFound) {
 			return nil, err
+		}
+		if !o.recursive {
+			page, lerr := c.List(ctx, loc.Bucket, cos.ListOptions{Prefix: loc.Key + "/", MaxKeys: 1})
+			if lerr == nil && len(page.Objects)+len(page.CommonPrefixes) > 0 {
+				return nil, usageError("%s is a folder: add -r to copy it", loc)
+			}
+			return nil, fmt.Errorf("%s: no such object (%w)", loc, err)
 		}
 		loc.Key += "/" // a folder named without its slash
 	}

@@ -254,6 +254,10 @@ func TestCopyTree(t *testing.T) {
 		}
 	}
 
+	// A folder without -r, and a missing object, are clear errors.
+	c.fails([]string{"run/tree is a folder: add -r"}, "cp", n.url("photos/run/tree"), filepath.Join(t.TempDir(), "x"))
+	c.fails([]string{"run/tree/nope: no such object"}, "cp", n.url("photos/run/tree/nope"), filepath.Join(t.TempDir(), "x"))
+
 	// Down to a new name, the folder named without its slash.
 	dst2 := filepath.Join(t.TempDir(), "copy")
 	c.ok("cp", "-r", "--quiet", n.url("photos/run/tree"), dst2)
