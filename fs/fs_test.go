@@ -450,3 +450,29 @@ func TestDefaultsForObjectsWithoutMetadata(t *testing.T) {
 		})
 	}
 }
+
+// TestChangedObjectIsReadAfresh: the kernel keeps cached pages only while
+// the object's version is unchanged; another client's change of the same
+// size shows on the next open.
+func TestChangedObjectIsReadAfresh(t *testing.T) {
+	tm := mountFake(t, func(o *Options) { o.ListTTL = 200 * time.Millisecond })
+	one, two := randomBytes(1<<20, 21), randomBytes(1<<20, 22)
+	tm.fake.Store(testBucket, "f", one, cos.Meta{})
+	equalBytes(t, "first read", mustRead(t, tm.path("f")), one)
+	equalBytes(t, "second read (kept pages)", mustRead(t, tm.path("f")), one)
+	tm.fake.Store(testBucket, "f", two, cos.Meta{})
+	time.Sleep(1200 * time.Millisecond) // past the listing TTL and the kernel's attribute time
+	equalBytes(t, "read after another client's change", mustRead(t, tm.path("f")), two)
+	// A write through the mount, then a read.
+	f, err := os.OpenFile(tm.path("f"), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("XYZ"), 10); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	want := bytes.Clone(two)
+	copy(want[10:], "XYZ")
+	equalBytes(t, "read after a write", mustRead(t, tm.path("f")), want)
+}

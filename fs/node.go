@@ -2,6 +2,7 @@ package fs
 
 import (
 	"context"
+	"sync"
 	"syscall"
 	"time"
 
@@ -21,6 +22,22 @@ type dirNode struct {
 type fileNode struct {
 	gofs.Inode
 	m *mountFS
+
+	mu sync.Mutex
+	// etag is the object version the kernel's page cache holds for this
+	// node, "" when it may hold anything else (after a write through the
+	// mount, or before any read).
+	etag string
+}
+
+// keepCache reports whether the kernel may keep its cached pages for an
+// open of version etag, and records etag as the cached version.
+func (f *fileNode) keepCache(etag string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	keep := etag != "" && f.etag == etag
+	f.etag = etag
+	return keep
 }
 
 var (
@@ -385,6 +402,7 @@ func (f *fileNode) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.Set
 			}
 		} else {
 			e, err = m.c.Truncate(m.ctx, key, int64(size))
+			f.keepCache("")
 		}
 		if err != nil {
 			return m.errno("truncate", key, err)
@@ -420,9 +438,11 @@ func (f *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 		if err != nil {
 			return nil, 0, m.errno("open", key, err)
 		}
+		f.keepCache("")
 		return &handle{m: m, s: s, write: true, append: flags&syscall.O_APPEND != 0}, 0, 0
 	}
 	if s := m.c.OpenStaged(key); s != nil {
+		f.keepCache("")
 		return &handle{m: m, s: s}, 0, 0
 	}
 	e, err := m.c.Lookup(m.ctx, m.dirKey(parent), name)
@@ -436,5 +456,11 @@ func (f *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 	if err != nil {
 		return nil, 0, m.errno("open", key, err)
 	}
-	return &handle{m: m, r: r, e: e}, 0, 0
+	// The same object version as the last read open: the kernel's cached
+	// pages are still right. Otherwise it drops them.
+	var fuseFlags uint32
+	if f.keepCache(e.ETag) {
+		fuseFlags = fuse.FOPEN_KEEP_CACHE
+	}
+	return &handle{m: m, r: r, e: e}, fuseFlags, 0
 }
