@@ -106,6 +106,25 @@ func TestCopyRoundTrip(t *testing.T) {
 	}
 }
 
+// fileSize returns the size of the tree file uploaded as key.
+func fileSize(t testing.TB, files []treeFile, key string) int64 {
+	t.Helper()
+	for _, f := range files {
+		if "run/tree/"+f.rel == key {
+			return f.size
+		}
+	}
+	t.Fatalf("no file for key %q", key)
+	return 0
+}
+
+// treeFile is a file of the tree TestCopyTree copies.
+type treeFile struct {
+	rel   string
+	size  int64
+	mtime time.Time
+}
+
 // lsLine is one line of chute ls.
 type lsLine struct{ size, mtime, name string }
 
@@ -136,12 +155,7 @@ func TestCopyTree(t *testing.T) {
 	n.authorize("", c.pub)
 
 	src := filepath.Join(t.TempDir(), "tree")
-	type file struct {
-		rel   string
-		size  int64
-		mtime time.Time
-	}
-	files := []file{
+	files := []treeFile{
 		{"a file.txt", 3, time.Date(2021, 3, 4, 5, 6, 7, 0, time.UTC)},
 		{"sub dir/ünïcødé 日本/データ.bin", 1400*2 + 1, time.Date(2019, 12, 31, 23, 59, 58, 0, time.UTC)},
 		{"sub dir/zero", 0, time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)},
@@ -251,6 +265,52 @@ func TestCopyTree(t *testing.T) {
 		}
 		if !fi.ModTime().Equal(f.mtime) {
 			t.Errorf("%s came back with mtime %v, want %v", f.rel, fi.ModTime(), f.mtime)
+		}
+	}
+
+	// Running the download again skips what is already there, but not a
+	// file whose content changed; --resume none fetches everything.
+	skipped := func(r result) map[string]int64 {
+		m := map[string]int64{}
+		for _, d := range doneEvents(t, r) {
+			if !strings.HasSuffix(d.Key, "/") {
+				m[d.Key] = *d.Skipped
+			}
+		}
+		return m
+	}
+	for k, v := range skipped(c.ok("cp", "-r", "--json", n.url("photos/run/tree/"), dst)) {
+		if v != fileSize(t, files, k) {
+			t.Errorf("second download of %s skipped %d bytes, want all %d", k, v, fileSize(t, files, k))
+		}
+	}
+	changed := filepath.Join(dst, "tree", "sub dir", "ünïcødé 日本", "データ.bin")
+	b, err := os.ReadFile(changed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 0xff
+	if err := os.WriteFile(changed, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(changed, files[1].mtime, files[1].mtime); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range skipped(c.ok("cp", "-r", "--json", n.url("photos/run/tree/"), dst)) {
+		want := fileSize(t, files, k)
+		if k == "run/tree/sub dir/ünïcødé 日本/データ.bin" {
+			want = 0
+		}
+		if v != want {
+			t.Errorf("download after changing one file: %s skipped %d bytes, want %d", k, v, want)
+		}
+	}
+	if out, err := exec.Command(diff, "-r", src, filepath.Join(dst, "tree")).CombinedOutput(); err != nil {
+		t.Errorf("the changed file was not fetched again: %v\n%s", err, out)
+	}
+	for k, v := range skipped(c.ok("cp", "-r", "--json", "--resume", "none", n.url("photos/run/tree/"), dst)) {
+		if v != 0 {
+			t.Errorf("download with --resume none skipped %d bytes of %s", v, k)
 		}
 	}
 
