@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -451,38 +450,5 @@ func TestCacheFolderInUse(t *testing.T) {
 	_, err := Open(context.Background(), Options{Dir: dir, Remote: fake, Bucket: bucket})
 	if err == nil || !strings.Contains(err.Error(), "--cache-dir") {
 		t.Fatalf("second Open of one folder: %v", err)
-	}
-}
-
-// TestSmallFilesGoInline: files up to inlineMax are stored with one Put,
-// larger ones with a transfer.
-func TestSmallFilesGoInline(t *testing.T) {
-	tests := []struct {
-		size       int
-		put, trans int
-	}{
-		{0, 1, 0},
-		{1000, 1, 0},
-		{inlineMax, 1, 0},
-		{inlineMax + 1, 0, 1},
-	}
-	for _, tc := range tests {
-		t.Run(fmt.Sprint(tc.size), func(t *testing.T) {
-			fake := cachetest.NewFake()
-			c := openTest(t, fake, t.TempDir(), nil)
-			defer closeTest(t, c)
-			data := randomData(tc.size, uint64(tc.size))
-			s := writeFile(t, c, "f", data)
-			if err := s.Flush(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-			s.Release()
-			if got, _, _ := fake.Object(bucket, "f"); !bytes.Equal(got, data) {
-				t.Fatal("stored bytes differ")
-			}
-			if p, u := fake.Calls("put"), fake.Calls("upload"); p != tc.put || u != tc.trans {
-				t.Fatalf("%d puts and %d transfers, want %d and %d", p, u, tc.put, tc.trans)
-			}
-		})
 	}
 }

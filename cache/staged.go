@@ -405,7 +405,7 @@ func (s *Staged) upload(ctx context.Context, yield bool) error {
 		}
 		s.mu.Unlock()
 		c.log.Debug("upload start", "key", key, "size", req.Size, "resume", req.State != nil)
-		res, err := c.store(uctx, req)
+		res, err := c.remote.Upload(uctx, req)
 		cancel()
 		s.mu.Lock()
 		s.up = nil
@@ -437,28 +437,6 @@ func (s *Staged) upload(ctx context.Context, yield bool) error {
 		s.persistOrLogLocked()
 		return nil
 	}
-}
-
-// inlineMax is the largest file stored with one Put over the control
-// channel rather than a transfer: for small files the transfer's set-up
-// costs more than the bytes.
-const inlineMax = min(128<<10, engine.MaxInline)
-
-// store sends the staged bytes: small files in one Put, others as a
-// resumable transfer.
-func (c *Cache) store(ctx context.Context, req engine.UploadRequest) (engine.Result, error) {
-	if req.Size > inlineMax {
-		return c.remote.Upload(ctx, req)
-	}
-	data := make([]byte, req.Size)
-	if _, err := req.Source.ReadAt(data, 0); err != nil && err != io.EOF {
-		return engine.Result{}, fmt.Errorf("read staged %q: %w", req.Key, err)
-	}
-	o, err := c.remote.Put(ctx, req.Bucket, req.Key, data, req.Meta)
-	if err != nil {
-		return engine.Result{}, err
-	}
-	return engine.Result{Stats: engine.Stats{Key: req.Key, Size: req.Size, Done: req.Size, Sent: req.Size, State: engine.StateCompleted}, Object: o}, nil
 }
 
 // maybeRetire turns an uploaded staged file nobody holds into cached blocks

@@ -16,8 +16,8 @@
 //     upload runs in the background. fsync always uploads now.
 //   - An existing file opened for writing without O_TRUNC is fetched first;
 //     random writes, appends and truncation then work on the local copy.
-//   - Files up to 128 KiB go up in one Put over the control channel; larger
-//     ones as resumable transfers.
+//   - Uploads go through the engine's Upload, which sends small files
+//     inline on the control channel and larger ones as resumable transfers.
 //   - Reads fetch ranges into cached blocks, with growing read-ahead for
 //     sequential readers. The kernel keeps its cached pages across opens
 //     while the object's ETag is unchanged.
