@@ -18,6 +18,7 @@ type handle struct {
 	m      *mountFS
 	s      *cache.Staged
 	r      *cache.Reader
+	rkey   string      // the key a reader opened
 	e      cache.Entry // the object as opened, for readers
 	write  bool
 	append bool
@@ -39,7 +40,7 @@ func (h *handle) key() string {
 	if h.s != nil {
 		return h.s.Key()
 	}
-	return ""
+	return h.rkey
 }
 
 func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {

@@ -462,5 +462,5 @@ func (f *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 	if f.keepCache(e.ETag) {
 		fuseFlags = fuse.FOPEN_KEEP_CACHE
 	}
-	return &handle{m: m, r: r, e: e}, fuseFlags, 0
+	return &handle{m: m, r: r, rkey: key, e: e}, fuseFlags, 0
 }
