@@ -41,7 +41,9 @@ import (
 	"context"
 	"errors"
 	"io"
+	"strconv"
 	"time"
+	"unicode/utf8"
 )
 
 // Errors callers test with errors.Is. Implementations wrap them in an
@@ -72,12 +74,24 @@ type Error struct {
 func (e *Error) Error() string {
 	s := "cos: " + e.Op
 	if e.Bucket != "" {
-		s += " " + e.Bucket
+		s += " " + Printable(e.Bucket)
 		if e.Key != "" {
-			s += "/" + e.Key
+			s += "/" + Printable(e.Key)
 		}
 	}
 	return s + ": " + e.Err.Error()
+}
+
+// Printable returns s as it can be shown to a person: unchanged when it
+// holds only printable characters, else quoted with Go escapes, so that a
+// key cannot forge lines or drive a terminal.
+func Printable(s string) string {
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == utf8.RuneError {
+			return strconv.Quote(s)
+		}
+	}
+	return s
 }
 
 func (e *Error) Unwrap() error { return e.Err }

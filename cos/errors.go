@@ -14,7 +14,14 @@ type causeError struct {
 	cause    error
 }
 
-func (e *causeError) Error() string   { return e.sentinel.Error() + ": " + e.cause.Error() }
+func (e *causeError) Error() string {
+	// "not found" says it all; the system call that found nothing is
+	// detail for logs, not for people.
+	if e.sentinel == ErrNotFound && errors.Is(e.cause, fs.ErrNotExist) {
+		return e.sentinel.Error()
+	}
+	return e.sentinel.Error() + ": " + e.cause.Error()
+}
 func (e *causeError) Unwrap() []error { return []error{e.sentinel, e.cause} }
 
 // withCause wraps cause so that it also matches sentinel. A nil sentinel,
