@@ -183,9 +183,12 @@ func (c *Client) dial(ctx context.Context) (*clientConn, error) {
 	})
 	if err != nil {
 		nc.Close()
+		var khe *knownHostsError
 		switch {
 		case errors.Is(err, ErrHostKeyChanged):
 			return nil, err
+		case errors.As(err, &khe):
+			return nil, khe
 		case strings.Contains(err.Error(), "unable to authenticate"):
 			return nil, fmt.Errorf("%w: the server at %s refused key %s: add its public key line to the server's authorized_keys",
 				ErrAuth, c.addr, ssh.FingerprintSHA256(c.cfg.Signer.PublicKey()))

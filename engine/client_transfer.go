@@ -10,9 +10,12 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/chute/chute/cos"
 	"github.com/chute/chute/engine/internal/ranges"
 )
 
@@ -29,6 +32,7 @@ type transfer struct {
 	send    *sendStream // uploads
 	recv    *recvStream // downloads
 	cancel  context.CancelFunc
+	discard atomic.Bool // Cancel: drop what the server staged
 	skipped int64
 
 	rateAt   time.Time // goodput sampling
@@ -120,6 +124,7 @@ func (c *Client) Cancel(id string) error {
 	if err != nil {
 		return err
 	}
+	t.discard.Store(true)
 	t.cancel()
 	return nil
 }
@@ -219,9 +224,19 @@ func (c *Client) Upload(ctx context.Context, req UploadRequest) (Result, error) 
 	t.end(err)
 	res.Stats = t.snapshot()
 	if err != nil {
-		return res, fmt.Errorf("upload %s/%s: %w", req.Bucket, req.Key, err)
+		return res, wrapTransferErr("upload", req.Bucket, req.Key, err)
 	}
 	return res, nil
+}
+
+// wrapTransferErr names the operation and object, unless the server's
+// message already does.
+func wrapTransferErr(op, bucket, key string, err error) error {
+	var re *RemoteError
+	if errors.As(err, &re) && strings.Contains(re.Msg, cos.Printable(key)) {
+		return err
+	}
+	return fmt.Errorf("%s %s/%s: %w", op, cos.Printable(bucket), cos.Printable(key), err)
 }
 
 func (c *Client) upload(ctx context.Context, t *transfer, req UploadRequest, policy ResumePolicy) (Result, error) {
@@ -248,7 +263,7 @@ func (c *Client) upload(ctx context.Context, t *transfer, req UploadRequest, pol
 		t.mu.Lock()
 		t.stats.Sent = req.Size
 		t.mu.Unlock()
-		return Result{Object: o.info(), SHA256: meta.SHA256}, nil
+		return Result{Object: o.info(), SHA256: meta.SHA256, Verified: VerifiedSHA256}, nil
 	}
 
 	// Hash the source while the bytes go out.
@@ -306,8 +321,21 @@ func (c *Client) upload(ctx context.Context, t *transfer, req UploadRequest, pol
 	})
 	defer stopEvents()
 
+	// A large object goes to the store in parts before the whole checksum
+	// is known at the far end; hash it first so the store records its
+	// SHA-256 in the object's metadata (later resume checks and downloads
+	// then verify against it without reading the object again). On a slow
+	// path this costs a local read of the file, a small share of the time.
+	meta := req.Meta
+	if req.Size > smallUpload && meta.SHA256 == "" {
+		sum, err := waitSHA()
+		if err != nil {
+			return Result{}, err
+		}
+		meta.SHA256 = sum
+	}
 	ureq := uploadReq{
-		Stream: stream, Bucket: req.Bucket, Key: req.Key, Size: req.Size, Meta: toMetaJSON(req.Meta),
+		Stream: stream, Bucket: req.Bucket, Key: req.Key, Size: req.Size, Meta: toMetaJSON(meta),
 		Resume: string(policy), State: req.State,
 	}
 	var resp uploadResp
@@ -323,12 +351,23 @@ func (c *Client) upload(ctx context.Context, t *transfer, req UploadRequest, pol
 		if err != nil {
 			return Result{}, err
 		}
+		info := resp.Existing.info()
+		// An object that records its SHA-256 is checked against the
+		// source's whole checksum, whatever the policy.
+		verified := Verified(policy)
+		if ok && info.Meta.SHA256 != "" {
+			sum, err := waitSHA()
+			if err != nil {
+				return Result{}, err
+			}
+			ok = sum == info.Meta.SHA256
+			verified = VerifiedSHA256
+		}
 		if ok {
 			t.mu.Lock()
 			t.skipped = req.Size
 			t.mu.Unlock()
-			info := resp.Existing.info()
-			return Result{Object: info, SHA256: info.Meta.SHA256}, nil
+			return Result{Object: info, SHA256: info.Meta.SHA256, Verified: verified}, nil
 		}
 		if err := reset(); err != nil {
 			return Result{}, err
@@ -373,8 +412,10 @@ func (c *Client) upload(ctx context.Context, t *transfer, req UploadRequest, pol
 		return Result{}, failed
 	case <-ctx.Done():
 		st.finish(ErrCancelled)
+		// Stopped, not abandoned: the server keeps what it staged for a
+		// rerun, unless Cancel asked to discard the transfer.
 		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		cc.call(cctx, "cancel", streamReq{Stream: stream}, nil)
+		cc.call(cctx, "cancel", streamReq{Stream: stream, Discard: t.discard.Load()}, nil)
 		cancel()
 		return Result{}, ctx.Err()
 	case <-cc.dead:
@@ -393,7 +434,7 @@ func (c *Client) upload(ctx context.Context, t *transfer, req UploadRequest, pol
 		return Result{}, err
 	}
 	c.log.Debug("upload committed", "key", req.Key, "elapsed", time.Since(t.stats.Started))
-	return Result{Object: o.info(), SHA256: sum}, nil
+	return Result{Object: o.info(), SHA256: sum, Verified: VerifiedSHA256}, nil
 }
 
 // existingMatches decides whether an object already stored with the same
@@ -444,7 +485,7 @@ func (c *Client) Download(ctx context.Context, req DownloadRequest) (Result, err
 	t.end(err)
 	res.Stats = t.snapshot()
 	if err != nil {
-		return res, fmt.Errorf("download %s/%s: %w", req.Bucket, req.Key, err)
+		return res, wrapTransferErr("download", req.Bucket, req.Key, err)
 	}
 	return res, nil
 }

@@ -277,6 +277,9 @@ type uploadResp struct {
 
 type streamReq struct {
 	Stream uint32 `json:"stream"`
+	// Discard (in "cancel"): the user abandons the upload, so the server
+	// drops what it staged. Without it the staged bytes stay for a rerun.
+	Discard bool `json:"discard,omitempty"`
 }
 
 type commitReq struct {

@@ -175,34 +175,28 @@ func TestUploadDownloadSizes(t *testing.T) {
 	}
 }
 
-// failingReader fails reads past a byte offset, once armed.
-type failingReader struct {
-	r     *bytes.Reader
-	after int64
-	mu    sync.Mutex
-	armed bool
-}
-
-func (f *failingReader) ReadAt(p []byte, off int64) (int, error) {
-	f.mu.Lock()
-	armed := f.armed
-	f.mu.Unlock()
-	if armed && off+int64(len(p)) > f.after {
-		return 0, errors.New("disk unplugged")
-	}
-	return f.r.ReadAt(p, off)
-}
-
 func TestUploadResumesAfterInterruption(t *testing.T) {
 	n := startNode(t, nil, "")
 	c := n.client(t)
 	ctx := context.Background()
 	data := randomBytes(24<<20, 9)
 	meta := cos.Meta{Mtime: time.Unix(1700000000, 5e8)}
-	src := &failingReader{r: bytes.NewReader(data), after: 10 << 20, armed: true}
-	_, err := c.Upload(ctx, UploadRequest{Bucket: "photos", Key: "big", Source: src, Size: int64(len(data)), Meta: meta})
+	// Stop the upload (as Ctrl-C would) once a good part is acknowledged.
+	uctx, stop := context.WithCancel(ctx)
+	go func() {
+		for uctx.Err() == nil {
+			for _, s := range c.Transfers() {
+				if s.Done >= 10<<20 {
+					stop()
+				}
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	_, err := c.Upload(uctx, UploadRequest{Bucket: "photos", Key: "big", Source: bytes.NewReader(data), Size: int64(len(data)), Meta: meta, Rate: Rate{Target: 80e6}})
+	stop()
 	if err == nil {
-		t.Fatal("upload from a failing source succeeded")
+		t.Fatal("the stopped upload succeeded")
 	}
 	// The server made what arrived durable within a moment.
 	time.Sleep(600 * time.Millisecond)
@@ -238,35 +232,61 @@ func TestResumeSparseDetectsChangedSource(t *testing.T) {
 	n := startNode(t, nil, "")
 	c := n.client(t)
 	ctx := context.Background()
-	data := randomBytes(20<<20, 11)
+	store := n.srv.Store()
 	mtime := time.Unix(1700000000, 0)
-	if _, err := c.Upload(ctx, UploadRequest{Bucket: "photos", Key: "k", Source: bytes.NewReader(data), Size: int64(len(data)), Meta: cos.Meta{Mtime: mtime}}); err != nil {
-		t.Fatal(err)
-	}
-	// Same size and mtime, different bytes (at the start, which a sample
-	// covers): sparse and full notice, attrs does not.
-	changed := append([]byte{}, data...)
-	copy(changed, "changed!")
 	for _, tc := range []struct {
 		policy   ResumePolicy
 		wantSkip bool
 	}{{ResumeAttrs, true}, {ResumeSparse, false}, {ResumeFull, false}} {
-		res, err := c.Upload(ctx, UploadRequest{Bucket: "photos", Key: "k", Source: bytes.NewReader(changed), Size: int64(len(changed)), Meta: cos.Meta{Mtime: mtime}, Resume: tc.policy})
+		// An object another tool wrote (no SHA-256 recorded), and a source
+		// with the same size and mtime but different bytes at the start,
+		// which a sample covers: sparse and full notice, attrs trusts it.
+		key := "other-tool/" + string(tc.policy)
+		data := randomBytes(20<<20, 11)
+		if _, err := store.Put(ctx, "photos", key, bytes.NewReader(data), int64(len(data)), cos.Meta{Mtime: mtime}); err != nil {
+			t.Fatal(err)
+		}
+		changed := append([]byte{}, data...)
+		copy(changed, "changed!")
+		res, err := c.Upload(ctx, UploadRequest{Bucket: "photos", Key: key, Source: bytes.NewReader(changed), Size: int64(len(changed)), Meta: cos.Meta{Mtime: mtime}, Resume: tc.policy})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if skipped := res.Skipped == int64(len(data)); skipped != tc.wantSkip {
 			t.Errorf("%s: skipped=%v, want %v", tc.policy, skipped, tc.wantSkip)
 		}
-		if tc.policy == ResumeAttrs {
+		if tc.wantSkip {
+			if res.Verified != Verified(tc.policy) {
+				t.Errorf("%s: skip reported as verified by %q", tc.policy, res.Verified)
+			}
 			continue
 		}
-		if res.SHA256 != sha(changed) {
-			t.Errorf("%s: stored checksum %s, want the changed file's", tc.policy, res.SHA256)
+		if res.SHA256 != sha(changed) || res.Verified != VerifiedSHA256 {
+			t.Errorf("%s: stored checksum %s (verified %q), want the changed file's", tc.policy, res.SHA256, res.Verified)
 		}
-		data = changed
-		changed = append([]byte{}, data...)
-		copy(changed, "again!!!")
+	}
+
+	// An object chute wrote records its SHA-256: even attrs then notices a
+	// changed source, and an unchanged one is skipped as verified.
+	data := randomBytes(20<<20, 12)
+	if _, err := c.Upload(ctx, UploadRequest{Bucket: "photos", Key: "chute-wrote", Source: bytes.NewReader(data), Size: int64(len(data)), Meta: cos.Meta{Mtime: mtime}}); err != nil {
+		t.Fatal(err)
+	}
+	same, err := c.Upload(ctx, UploadRequest{Bucket: "photos", Key: "chute-wrote", Source: bytes.NewReader(data), Size: int64(len(data)), Meta: cos.Meta{Mtime: mtime}, Resume: ResumeAttrs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if same.Skipped != int64(len(data)) || same.Verified != VerifiedSHA256 || same.SHA256 != sha(data) {
+		t.Errorf("unchanged source: skipped %d, verified %q, sha %s", same.Skipped, same.Verified, same.SHA256)
+	}
+	changed := append([]byte{}, data...)
+	copy(changed[10<<20:], "in the middle, where no sample looks")
+	res, err := c.Upload(ctx, UploadRequest{Bucket: "photos", Key: "chute-wrote", Source: bytes.NewReader(changed), Size: int64(len(changed)), Meta: cos.Meta{Mtime: mtime}, Resume: ResumeAttrs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Skipped == int64(len(changed)) || res.SHA256 != sha(changed) {
+		t.Errorf("changed source under attrs: skipped %d, sha %s; want it sent", res.Skipped, res.SHA256)
 	}
 }
 

@@ -261,6 +261,18 @@ func (a *authorizedKeys) lookup(pk ssh.PublicKey) (authorizedKey, bool, error) {
 	return k, ok, nil
 }
 
+// knownHostsError is a known_hosts file chute cannot use.
+type knownHostsError struct {
+	path string
+	err  error
+}
+
+func (e *knownHostsError) Error() string {
+	return fmt.Sprintf("the known hosts file %s is unreadable (%v): fix or remove the bad line, or remove the file to trust servers again on first use", e.path, e.err)
+}
+
+func (e *knownHostsError) Unwrap() error { return e.err }
+
 // hostKeyCallback trusts a server's key on first use, recording it in the
 // known_hosts file, and refuses a key that differs from the recorded one.
 func hostKeyCallback(path string) ssh.HostKeyCallback {
@@ -278,7 +290,7 @@ func hostKeyCallback(path string) ssh.HostKeyCallback {
 		f.Close()
 		check, err := knownhosts.New(path)
 		if err != nil {
-			return fmt.Errorf("reading known hosts %s: %w", path, err)
+			return &knownHostsError{path: path, err: err}
 		}
 		err = check(hostname, remote, key)
 		var ke *knownhosts.KeyError

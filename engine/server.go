@@ -536,7 +536,7 @@ func (c *serverConn) handle(ctx context.Context, op string, raw json.RawMessage)
 		if err != nil {
 			return nil, err
 		}
-		c.cancel(req.Stream)
+		c.cancel(req.Stream, req.Discard)
 		return nil, nil
 	case "rate":
 		req, err := decode[rateReq](raw)
@@ -660,14 +660,18 @@ func contains(ss []string, s string) bool {
 	return false
 }
 
-func (c *serverConn) cancel(stream uint32) {
+func (c *serverConn) cancel(stream uint32, discard bool) {
 	c.mu.Lock()
 	u := c.uploads[stream]
 	d := c.downloads[stream]
 	delete(c.uploads, stream)
 	c.mu.Unlock()
 	if u != nil {
-		u.stop(ErrCancelled)
+		if discard {
+			u.stop(ErrCancelled)
+		} else {
+			u.stop(fmt.Errorf("%w: the client stopped the upload", ErrUnreachable))
+		}
 	}
 	if d != nil {
 		d.stop()

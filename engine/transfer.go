@@ -235,8 +235,19 @@ func (s Stats) ETA() time.Duration {
 type Result struct {
 	Stats
 	Object cos.ObjectInfo // the object as committed (uploads) or as read (downloads)
-	SHA256 string         // hex digest of the whole object, verified by both ends; "" for partial downloads
+	SHA256 string         // hex digest of the whole object; "" when unknown (partial downloads, skipped objects that record none)
+	// Verified says how the result was checked: VerifiedSHA256 when both
+	// ends agreed on the whole object's SHA-256; for an upload skipped
+	// because the object was already there, the resume policy that judged
+	// it the same ("attrs" or "sparse") when the object records no SHA-256.
+	Verified Verified
 }
+
+// Verified names how a transfer's result was checked.
+type Verified string
+
+// VerifiedSHA256: the whole object's SHA-256 matched at both ends.
+const VerifiedSHA256 Verified = "sha256"
 
 // Goodput is the object bytes moved per second of the transfer, in bits
 // per second (skipped bytes do not count).

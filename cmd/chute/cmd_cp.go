@@ -411,7 +411,7 @@ func (r *cpRun) finish(j job, res engine.Result, err error) {
 			"type": "done", "direction": map[bool]string{true: "upload", false: "download"}[j.up],
 			"bucket": j.bucket, "key": j.key, "local": j.local, "bytes": j.size, "seconds": secs,
 			"goodput_bps": res.Goodput(), "bytes_sent": res.Sent, "bytes_retransmitted": res.Retrans,
-			"bytes_skipped": res.Skipped, "sha256": res.SHA256,
+			"bytes_skipped": res.Skipped, "sha256": res.SHA256, "verified": res.Verified,
 		}
 		r.emit(ev)
 	}
@@ -563,7 +563,7 @@ func (r *cpRun) download(ctx context.Context, j job) (engine.Result, error) {
 		return res, fmt.Errorf("download %s: %w: the file holds SHA-256 %s, the server's object %s; the partial copy was removed, run the command again",
 			j.key, engine.ErrChecksum, sum, want)
 	}
-	res.SHA256 = sum
+	res.SHA256, res.Verified = sum, engine.VerifiedSHA256
 	if err := f.Sync(); err != nil {
 		return res, err
 	}
