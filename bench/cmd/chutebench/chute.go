@@ -168,6 +168,8 @@ type measurement struct {
 	RecvCPUPerGiB    float64 `json:"receiver_cpu_seconds_per_gib,omitempty"`
 	OtherCPUPerGiB   float64 `json:"store_cpu_seconds_per_gib,omitempty"` // the S3 server's, when there is one
 	Extra            string  `json:"note,omitempty"`
+	UDPRcvbufErrors  uint64  `json:"udp_rcvbuf_errors,omitempty"` // datagrams the kernel dropped for a full receive buffer, both ends
+	UDPSndbufErrors  uint64  `json:"udp_sndbuf_errors,omitempty"`
 	LinkKernelDrops  uint64  `json:"link_kernel_drops,omitempty"`
 	LinkQueueDrops   uint64  `json:"link_queue_drops,omitempty"`
 	LinkLostPackets  uint64  `json:"link_lost_packets,omitempty"`

@@ -129,10 +129,10 @@ func diffStats(a, b linkem.Stats) linkDelta {
 }
 
 // measureOnLink runs f and records in its measurement what the link did
-// meanwhile.
+// meanwhile, and what the kernels at both ends dropped.
 func measureOnLink(ctx context.Context, l *link, f func() measurement) measurement {
 	before, err1 := l.stats(ctx)
-	m := f()
+	m := udpDrops(ctx, []place{l.near, l.far}, f)
 	after, err2 := l.stats(ctx)
 	if err1 == nil && err2 == nil {
 		d := diffStats(before, after)

@@ -124,9 +124,13 @@ func (lo *localRun) loopback(ctx context.Context) error {
 	}
 	for i := 0; i < lo.rep.Repeat && ctx.Err() == nil; i++ {
 		key := fmt.Sprintf("up-%d", i)
-		add(lo.client.cp(ctx, host, opTimeout, "chute cp", true, lo.size, srv.service, 0, nil, lo.src, srv.url("bench", key), nil))
+		add(udpDrops(ctx, []place{host}, func() measurement {
+			return lo.client.cp(ctx, host, opTimeout, "chute cp", true, lo.size, srv.service, 0, nil, lo.src, srv.url("bench", key), nil)
+		}))
 		os.Remove(dst)
-		add(lo.client.cp(ctx, host, opTimeout, "chute cp", false, lo.size, srv.service, 0, nil, srv.url("bench", key), dst, nil))
+		add(udpDrops(ctx, []place{host}, func() measurement {
+			return lo.client.cp(ctx, host, opTimeout, "chute cp", false, lo.size, srv.service, 0, nil, srv.url("bench", key), dst, nil)
+		}))
 		os.Remove(dst)
 		os.Remove(filepath.Join(srv.data, "objects", "bench", key))
 	}
@@ -260,7 +264,7 @@ func (lo *localRun) s3(ctx context.Context, w *weedServer, srv *chuteServer) err
 	gib := float64(lo.size) / (1 << 30)
 	add := func(f func() measurement) {
 		before, _ := cpuOf(w.PID)
-		m := f()
+		m := udpDrops(ctx, []place{host}, f)
 		after, _ := cpuOf(w.PID)
 		m.OtherCPUPerGiB = (after - before).Seconds() / gib
 		logf("s3: %-10s %-8s %s", m.Tool, m.Op, describeM(m))

@@ -42,9 +42,12 @@ func localBody(rep *localReport, h string) string {
 				g.num(func(m measurement) float64 { return m.SenderCPUPerGiB }, "%.2f"),
 				g.num(func(m measurement) float64 { return m.RecvCPUPerGiB }, "%.2f"),
 				g.num(func(m measurement) float64 { return pctOf(m.BytesRetrans, m.Bytes) }, "%.2f%%"),
+				g.num(func(m measurement) float64 { return float64(m.UDPRcvbufErrors) }, "%.0f"),
 				g.num(func(m measurement) float64 { return m.Load1 }, "%.1f") + noteOf(g), g.Ms[0].Extra})
 		}
-		b.WriteString(table([]string{"what", "goodput", "engine", "time", "sender CPU s/GiB", "receiver CPU s/GiB", "retransmitted", "load (1 min)", "note"}, rows))
+		b.WriteString(table([]string{"what", "goodput", "engine", "time", "sender CPU s/GiB", "receiver CPU s/GiB", "retransmitted",
+			"UDP receive-buffer drops", "load (1 min)", "note"}, rows))
+		b.WriteString("\nUDP receive-buffer drops: the kernel's RcvbufErrors counter over the transfer (the host's, so other UDP traffic on the machine counts too).\n")
 		if r := ratios(gs); r != "" {
 			b.WriteString("\n" + r + "\n")
 		}
@@ -66,10 +69,11 @@ func localBody(rep *localReport, h string) string {
 				g.num(func(m measurement) float64 { return m.SenderCPUPerGiB }, "%.2f"),
 				g.num(func(m measurement) float64 { return m.RecvCPUPerGiB }, "%.2f"),
 				fmt.Sprint(g.Ms[0].LinkLostPackets), fmt.Sprint(g.Ms[0].LinkQueueDrops), fmt.Sprint(g.Ms[0].LinkKernelDrops),
+				fmt.Sprint(g.Ms[0].UDPRcvbufErrors),
 				fmt.Sprintf("%.1f", g.Ms[0].Load1) + noteOf(g), g.Ms[0].Extra})
 		}
 		b.WriteString(table([]string{"what", "goodput", "of the cap", "engine", "retransmitted", "sender CPU s/GiB", "receiver CPU s/GiB",
-			"packets lost (link)", "queue drops", "kernel drops", "load", "note"}, rows))
+			"packets lost (link)", "queue drops", "kernel drops", "UDP receive-buffer drops", "load", "note"}, rows))
 		b.WriteString("\n")
 	}
 	if len(rep.S3) > 0 {
@@ -96,7 +100,9 @@ func localBody(rep *localReport, h string) string {
 		b.WriteString("Each tool mounts the same bucket on the same path. A write is timed from the start of `cp` until the object " +
 			"is in the bucket (rclone uploads after close); a read is `cp` out of a fresh mount; `cp -r` is timed until every " +
 			"object is listed in the bucket; listings run on a fresh mount (cold), then again (warm). " +
-			"`rclone mount --vfs-cache-mode writes`, `s3fs` with its defaults.\n\n")
+			"`chute mount` with its defaults (close returns once the object is committed; listings trusted for 10 s), " +
+			"`rclone mount --vfs-cache-mode writes --vfs-write-back 0s` (without the last flag rclone waits 5 s after close), " +
+			"`s3fs` with its defaults.\n\n")
 		var rows [][]string
 		for _, g := range groupMeasurements(rep.S3) {
 			if g.Tool == "chute cp" {

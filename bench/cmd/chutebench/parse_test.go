@@ -157,3 +157,18 @@ func TestParseSize(t *testing.T) {
 		}
 	}
 }
+
+func TestParseUDPCounters(t *testing.T) {
+	text := "Icmp: InMsgs\nIcmp: 3\n" +
+		"Udp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors InCsumErrors IgnoredMulti MemErrors\n" +
+		"Udp: 47306640 7757 7314716 42402123 7314715 12 0 0 0\n" +
+		"UdpLite: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors InCsumErrors IgnoredMulti MemErrors\n" +
+		"UdpLite: 0 0 0 0 0 0 0 0 0\n"
+	c, err := parseUDPCounters(text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.RcvbufErrors != 7314715 || c.SndbufErrors != 12 || c.InErrors != 7314716 {
+		t.Errorf("parseUDPCounters = %+v", c)
+	}
+}

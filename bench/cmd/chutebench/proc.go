@@ -299,3 +299,82 @@ func loadAvg() [3]float64 {
 	}
 	return l
 }
+
+// udpCounters are the kernel's UDP error counters of one network
+// namespace (/proc/net/snmp).
+type udpCounters struct {
+	RcvbufErrors, SndbufErrors, InErrors uint64
+}
+
+// readUDPCounters reads p's UDP counters.
+func readUDPCounters(ctx context.Context, p place) (udpCounters, error) {
+	var text string
+	if p.netns == "" {
+		b, err := os.ReadFile("/proc/net/snmp")
+		if err != nil {
+			return udpCounters{}, err
+		}
+		text = string(b)
+	} else {
+		r := run(ctx, p, 10*time.Second, toolEnv(), "cat", "/proc/net/snmp")
+		if r.Err != nil {
+			return udpCounters{}, r.Err
+		}
+		text = string(r.Stdout)
+	}
+	return parseUDPCounters(text)
+}
+
+// parseUDPCounters finds the Udp: header and value lines of /proc/net/snmp.
+func parseUDPCounters(text string) (udpCounters, error) {
+	var names []string
+	for _, line := range strings.Split(text, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] != "Udp:" {
+			continue
+		}
+		if names == nil {
+			names = f[1:]
+			continue
+		}
+		var c udpCounters
+		for i, v := range f[1:] {
+			if i >= len(names) {
+				break
+			}
+			n, _ := strconv.ParseUint(v, 10, 64)
+			switch names[i] {
+			case "RcvbufErrors":
+				c.RcvbufErrors = n
+			case "SndbufErrors":
+				c.SndbufErrors = n
+			case "InErrors":
+				c.InErrors = n
+			}
+		}
+		return c, nil
+	}
+	return udpCounters{}, fmt.Errorf("no Udp: lines in /proc/net/snmp")
+}
+
+// udpDrops measures how many datagrams the kernels of places dropped for
+// full socket buffers while f ran.
+func udpDrops(ctx context.Context, places []place, f func() measurement) measurement {
+	before := make([]udpCounters, len(places))
+	var err error
+	for i, p := range places {
+		if before[i], err = readUDPCounters(ctx, p); err != nil {
+			return f()
+		}
+	}
+	m := f()
+	for i, p := range places {
+		after, err := readUDPCounters(ctx, p)
+		if err != nil {
+			return m
+		}
+		m.UDPRcvbufErrors += after.RcvbufErrors - before[i].RcvbufErrors
+		m.UDPSndbufErrors += after.SndbufErrors - before[i].SndbufErrors
+	}
+	return m
+}
