@@ -41,6 +41,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -221,6 +222,20 @@ type Part struct {
 	Number int
 	Size   int64
 	ETag   string
+}
+
+// LocalUpload is implemented by uploads whose parts live in one local file
+// the caller may write directly (the folder store's): a transfer node then
+// receives bytes straight into the object's future file instead of staging
+// them and copying each part, which halves the disk writes.
+type LocalUpload interface {
+	Upload
+	// DataFile opens the upload's data file for reading and writing at
+	// object offsets; it is already Size() bytes long. The caller closes it.
+	DataFile() (*os.File, error)
+	// CommitPart records part n as written: the caller has written its
+	// bytes into the data file. CommitPart makes them durable first.
+	CommitPart(ctx context.Context, n int) (Part, error)
 }
 
 // Upload is a multipart upload in progress. Its parts may be written in any

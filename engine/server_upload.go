@@ -77,7 +77,8 @@ type serverUpload struct {
 	meta   cos.Meta
 	file   *os.File
 	recv   *recvStream
-	up     cos.Upload // nil for small uploads
+	up     cos.Upload      // nil for small uploads
+	local  cos.LocalUpload // up, when the store takes bytes in place
 	state  stagingState
 
 	mu        sync.Mutex
@@ -95,6 +96,7 @@ type serverUpload struct {
 	stopOnce sync.Once
 	stopCh   chan struct{}
 	done     chan struct{} // closed when the loop ends
+	kick     chan struct{} // a part finished: run the loop now
 	partWG   sync.WaitGroup
 }
 
@@ -162,7 +164,7 @@ func (c *serverConn) startUpload(ctx context.Context, req uploadReq, reset bool)
 		bucket: req.Bucket, key: req.Key, size: req.Size, mtime: req.Meta.Mtime, meta: req.Meta.meta(),
 		durable: &ranges.Set{}, hasher: sha256.New(), snapshots: map[int64][]byte{},
 		parts: map[int]bool{}, partBusy: map[int]bool{},
-		stopCh: make(chan struct{}), done: make(chan struct{}),
+		stopCh: make(chan struct{}), done: make(chan struct{}), kick: make(chan struct{}, 1),
 	}
 	u.log = c.log.With("bucket", req.Bucket, "key", req.Key, "stream", req.Stream)
 	if err := u.open(ctx, req, policy, reset); err != nil {
@@ -263,19 +265,25 @@ func (u *serverUpload) open(ctx context.Context, req uploadReq, policy ResumePol
 	if err := os.MkdirAll(u.dir, 0o700); err != nil {
 		return err
 	}
-	u.file, err = os.OpenFile(filepath.Join(u.dir, "data"), os.O_RDWR|os.O_CREATE, 0o600)
+	if multipart && u.up == nil {
+		u.up, err = store.CreateUpload(ctx, req.Bucket, req.Key, cos.UploadOptions{Size: req.Size, Meta: u.meta})
+		if err != nil {
+			return err
+		}
+	}
+	// A store whose upload is a local file takes the bytes directly; any
+	// other gets a staging file of our own, copied part by part.
+	if lu, ok := u.up.(cos.LocalUpload); ok {
+		u.local = lu
+		u.file, err = lu.DataFile()
+	} else {
+		u.file, err = os.OpenFile(filepath.Join(u.dir, "data"), os.O_RDWR|os.O_CREATE, 0o600)
+	}
 	if err != nil {
 		return err
 	}
 	if fi, err := u.file.Stat(); err == nil && fi.Size() != req.Size {
 		if err := u.file.Truncate(req.Size); err != nil {
-			u.file.Close()
-			return err
-		}
-	}
-	if multipart && u.up == nil {
-		u.up, err = store.CreateUpload(ctx, req.Bucket, req.Key, cos.UploadOptions{Size: req.Size, Meta: u.meta})
-		if err != nil {
 			u.file.Close()
 			return err
 		}
@@ -517,6 +525,7 @@ func (u *serverUpload) loop() {
 			u.step(context.Background(), false)
 			return
 		case <-tick.C:
+		case <-u.kick:
 		case <-recvDone:
 			recvDone = nil
 			finished = true
@@ -646,7 +655,11 @@ func (u *serverUpload) startParts(ctx context.Context) {
 						break
 					}
 				}
-				_, err = u.up.WritePart(ctx, n, io.NewSectionReader(u.file, off, size))
+				if u.local != nil {
+					_, err = u.local.CommitPart(ctx, n)
+				} else {
+					_, err = u.up.WritePart(ctx, n, io.NewSectionReader(u.file, off, size))
+				}
 				if err == nil || errors.Is(err, cos.ErrPermission) || errors.Is(err, cos.ErrNotFound) {
 					break
 				}
@@ -660,6 +673,10 @@ func (u *serverUpload) startParts(ctx context.Context) {
 				u.err = fmt.Errorf("storing part %d: %w", n, err)
 			}
 			u.mu.Unlock()
+			select {
+			case u.kick <- struct{}{}:
+			default:
+			}
 		}(n, off, size)
 	}
 }

@@ -177,9 +177,12 @@ func newSession(ep *endpoint, p sessionParams, log *slog.Logger) (*session, erro
 
 func (s *session) setPeer(a netip.AddrPort) {
 	a = netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
-	if old := s.peer.Load(); old == nil || *old != a {
-		s.peer.Store(&a)
+	if old := s.peer.Load(); old != nil && *old == a {
+		return
 	}
+	p := new(netip.AddrPort)
+	*p = a
+	s.peer.Store(p)
 	s.seenOnce.Do(func() { close(s.peerSeen) })
 }
 
@@ -227,9 +230,17 @@ func (s *session) sendControl(t wire.Type, body []byte, sealer *wire.Sealer) err
 		return errors.New("peer address unknown")
 	}
 	pn := s.ctrlPN.Add(1)
-	buf := make([]byte, 0, wire.HeaderLen+len(body)+sealer.Overhead())
+	var buf []byte
+	if sealer == s.ackSealer {
+		buf = s.acks.pkt[:0] // the read loop's own buffer
+	}
 	buf = wire.Header{Type: t, Session: s.id, Number: pn}.Append(buf)
 	buf = sealer.Seal(buf, pn, body)
+	if sealer == s.ackSealer {
+		s.acks.pkt = buf
+		s.acks.msg[0] = udpio.Message{Buf: buf, Addr: *peer}
+		return s.ep.write(s.acks.msg[:])
+	}
 	return s.ep.write([]udpio.Message{{Buf: buf, Addr: *peer}})
 }
 
@@ -324,6 +335,8 @@ type ackState struct {
 	owd          owdFilter
 	scratch      []wire.PNRange
 	out          []wire.PNRange
+	body, pkt    []byte // scratch for encoding and sealing acks
+	msg          [1]udpio.Message
 }
 
 // Ack timing: at least every ackEvery packets, and no later than
@@ -405,7 +418,8 @@ func (s *session) flushAck(now time.Time) bool {
 		Packets: a.packets,
 		Bytes:   a.bytes,
 	}
-	if err := s.sendControl(wire.TypeAck, ack.Append(nil), s.ackSealer); err != nil {
+	a.body = ack.Append(a.body[:0])
+	if err := s.sendControl(wire.TypeAck, a.body, s.ackSealer); err != nil {
 		s.log.Debug("sending ack failed", "err", err)
 	}
 	a.pending, a.immediate = 0, false

@@ -232,6 +232,8 @@ type recvStream struct {
 	qmu     sync.Mutex // guards sending on and closing writeq
 	qclosed bool
 	writeq  chan *wblock
+
+	pieceBuf, missBuf []ranges.Range // scratch for deliver (under mu)
 }
 
 // recvBlockSize is the unit in which received bytes are written.
@@ -282,8 +284,23 @@ func (r *recvStream) deliver(off int64, p []byte) (dup int64) {
 	}
 	var full []*wblock
 	var added int64
-	for _, piece := range r.want.Intersect(off, n) {
-		for _, m := range r.got.Missing(piece.Off, piece.Len) {
+	// The common case, a new packet wholly wanted, costs no allocation.
+	var pieces []ranges.Range
+	if r.want.Contains(off, n) {
+		r.pieceBuf = append(r.pieceBuf[:0], ranges.Range{Off: off, Len: n})
+		pieces = r.pieceBuf
+	} else {
+		pieces = r.want.Intersect(off, n)
+	}
+	for _, piece := range pieces {
+		var missing []ranges.Range
+		if !r.got.Overlaps(piece.Off, piece.Len) {
+			r.missBuf = append(r.missBuf[:0], piece)
+			missing = r.missBuf
+		} else {
+			missing = r.got.Missing(piece.Off, piece.Len)
+		}
+		for _, m := range missing {
 			for pos := m.Off; pos < m.End(); {
 				boff := pos - pos%recvBlockSize
 				end := min(m.End(), boff+recvBlockSize)

@@ -242,8 +242,8 @@ func (c *Controller) OnSilence(now time.Time, d, rtt time.Duration) {
 }
 
 func (c *Controller) account(now time.Time, f Feedback, dt time.Duration) {
-	// The delivery rate is bytes delivered over the last round trip (at
-	// least 20 ms), from a running total: several reports may arrive at
+	// The delivery rate is bytes delivered over the last two round trips
+	// (at least 50 ms), from a running total: several reports may arrive at
 	// the same instant (one batch of acks), and none may be lost from the
 	// count.
 	c.delivTotal += f.Delivered
@@ -252,7 +252,9 @@ func (c *Controller) account(now time.Time, f Feedback, dt time.Duration) {
 	} else {
 		c.delivHist[n-1].v = c.delivTotal
 	}
-	span := max(f.RTT, 20*time.Millisecond)
+	// Over two round trips, and at least 50 ms: a burst of acks after a
+	// stall at either end must not read as a faster path.
+	span := max(2*f.RTT, 50*time.Millisecond)
 	// Keep one sample at least span old as the base.
 	i := 0
 	for i+1 < len(c.delivHist) && now.Sub(c.delivHist[i+1].at) >= span {
@@ -274,7 +276,7 @@ func (c *Controller) account(now time.Time, f Feedback, dt time.Duration) {
 	}
 	c.delivered = c.winDelivered / win.Seconds()
 	if c.winSent > 0 {
-		c.lossFrac = c.winLost / c.winSent
+		c.lossFrac = math.Min(1, c.winLost/c.winSent)
 	}
 	c.winStart, c.winSent, c.winDelivered, c.winLost = now, 0, 0, 0
 }
