@@ -52,7 +52,9 @@ func (c *Cache) fresh(d *dirList) bool {
 // loadDir lists folder dir from the server and caches the result.
 func (c *Cache) loadDir(ctx context.Context, dir string) (*dirList, error) {
 	d := &dirList{loaded: time.Now(), ents: map[string]*Entry{}}
-	opt := cos.ListOptions{Prefix: dir, Delimiter: "/"}
+	// With metadata: the server, next to the store, reads it for the
+	// whole page, so that lookups need no round trip per entry.
+	opt := cos.ListOptions{Prefix: dir, Delimiter: "/", WithMeta: true}
 	for {
 		page, err := c.remote.List(ctx, c.opt.Bucket, opt)
 		if err != nil {
@@ -66,15 +68,28 @@ func (c *Cache) loadDir(ctx context.Context, dir string) (*dirList, error) {
 			if e, ok := d.ents[name]; ok && e.Dir {
 				continue // a folder and a file of one name: the folder wins
 			}
-			full := o.Meta.Mode != 0 || !o.Meta.Mtime.IsZero()
+			full := o.HasMeta || o.Meta.Mode != 0 || !o.Meta.Mtime.IsZero()
 			d.ents[name] = entryFromInfo(name, o, full)
+		}
+		markers := map[string]cos.ObjectInfo{}
+		for _, m := range page.Markers {
+			markers[m.Key] = m
 		}
 		for _, p := range page.CommonPrefixes {
 			name := strings.TrimSuffix(strings.TrimPrefix(p, dir), "/")
 			if name == "" {
 				continue
 			}
-			d.ents[name] = &Entry{Name: name, Dir: true}
+			e := &Entry{Name: name, Dir: true}
+			if m, ok := markers[p]; ok {
+				// The folder's metadata, from its marker.
+				e = entryFromInfo(name, m, true)
+				e.Dir, e.Size = true, 0
+			} else if page.Markers != nil {
+				// The page was filled: no marker means no metadata to ask for.
+				e.Full = true
+			}
+			d.ents[name] = e
 		}
 		if page.NextStartAfter == "" {
 			break

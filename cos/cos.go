@@ -117,6 +117,9 @@ type ObjectInfo struct {
 	LastModified time.Time // when the store wrote it; Meta.Mtime is the file's own time
 	ETag         string
 	Meta         Meta
+	// HasMeta is set when Meta is the object's metadata as Stat reports it;
+	// listings of most stores leave Meta out (see ListOptions.WithMeta).
+	HasMeta bool
 }
 
 // ModTime is the time a file system should show: Meta.Mtime when recorded,
@@ -137,6 +140,11 @@ type ListOptions struct {
 	// returned again). Pass the previous page's NextStartAfter.
 	StartAfter string
 	MaxKeys    int // at most this many Objects+CommonPrefixes per page; 0 (or more than 1000) means 1000
+	// WithMeta asks for each object's metadata, and for the marker objects
+	// of CommonPrefixes (ListPage.Markers). Stores do not act on it
+	// themselves; callers that can afford a Stat per object (a transfer
+	// node, next to the store) fill pages with FillMeta.
+	WithMeta bool
 }
 
 // ListPage is one page of a listing, in lexical key order. Objects do not
@@ -146,6 +154,9 @@ type ListPage struct {
 	CommonPrefixes []string // each ends with the delimiter
 	// NextStartAfter is set when more remain; pass it as StartAfter.
 	NextStartAfter string
+	// Markers holds, for a page filled by FillMeta, the marker objects
+	// ("p/") of those CommonPrefixes that have one.
+	Markers []ObjectInfo
 }
 
 // ReadOptions bounds a read.

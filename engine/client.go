@@ -423,16 +423,24 @@ func (c *Client) Stat(ctx context.Context, bucket, key string) (cos.ObjectInfo, 
 	return o.info(), nil
 }
 
-// List returns one page of a bucket's keys.
+// List returns one page of a bucket's keys. With opt.WithMeta the server
+// fills in every object's metadata and the folders' markers (see
+// cos.ListOptions), one round trip for the page instead of one per entry.
 func (c *Client) List(ctx context.Context, bucket string, opt cos.ListOptions) (cos.ListPage, error) {
 	var r listResp
-	err := c.call(ctx, "list", listReq{Bucket: bucket, Prefix: opt.Prefix, Delimiter: opt.Delimiter, StartAfter: opt.StartAfter, MaxKeys: opt.MaxKeys}, &r)
+	err := c.call(ctx, "list", listReq{Bucket: bucket, Prefix: opt.Prefix, Delimiter: opt.Delimiter, StartAfter: opt.StartAfter, MaxKeys: opt.MaxKeys, Meta: opt.WithMeta}, &r)
 	if err != nil {
 		return cos.ListPage{}, err
 	}
 	page := cos.ListPage{CommonPrefixes: r.CommonPrefixes, NextStartAfter: r.NextStartAfter}
 	for _, o := range r.Objects {
 		page.Objects = append(page.Objects, o.info())
+	}
+	if opt.WithMeta {
+		page.Markers = []cos.ObjectInfo{} // filled: an absent marker means none
+	}
+	for _, m := range r.Markers {
+		page.Markers = append(page.Markers, m.info())
 	}
 	return page, nil
 }

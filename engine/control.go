@@ -189,10 +189,11 @@ type objectJSON struct {
 	LastModified int64    `json:"last_modified_ns,omitempty"`
 	ETag         string   `json:"etag,omitempty"`
 	Meta         metaJSON `json:"meta"`
+	Full         bool     `json:"full,omitempty"` // Meta is complete (cos.ObjectInfo.HasMeta)
 }
 
 func toObjectJSON(o cos.ObjectInfo) objectJSON {
-	j := objectJSON{Key: o.Key, Size: o.Size, ETag: o.ETag, Meta: toMetaJSON(o.Meta)}
+	j := objectJSON{Key: o.Key, Size: o.Size, ETag: o.ETag, Meta: toMetaJSON(o.Meta), Full: o.HasMeta}
 	if !o.LastModified.IsZero() {
 		j.LastModified = o.LastModified.UnixNano()
 	}
@@ -200,7 +201,7 @@ func toObjectJSON(o cos.ObjectInfo) objectJSON {
 }
 
 func (j objectJSON) info() cos.ObjectInfo {
-	o := cos.ObjectInfo{Key: j.Key, Size: j.Size, ETag: j.ETag, Meta: j.Meta.meta()}
+	o := cos.ObjectInfo{Key: j.Key, Size: j.Size, ETag: j.ETag, Meta: j.Meta.meta(), HasMeta: j.Full}
 	if j.LastModified != 0 {
 		o.LastModified = time.Unix(0, j.LastModified)
 	}
@@ -218,12 +219,14 @@ type listReq struct {
 	Delimiter  string `json:"delimiter,omitempty"`
 	StartAfter string `json:"start_after,omitempty"`
 	MaxKeys    int    `json:"max_keys,omitempty"`
+	Meta       bool   `json:"meta,omitempty"` // fill in metadata (cos.ListOptions.WithMeta)
 }
 
 type listResp struct {
 	Objects        []objectJSON `json:"objects"`
 	CommonPrefixes []string     `json:"prefixes"`
 	NextStartAfter string       `json:"next,omitempty"`
+	Markers        []objectJSON `json:"markers,omitempty"`
 }
 
 type putReq struct {

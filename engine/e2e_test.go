@@ -539,3 +539,38 @@ func TestCommitAfterServerFinished(t *testing.T) {
 		}
 	}
 }
+
+// TestListWithMeta: one listing carries every object's metadata and the
+// folders' markers, so a mount far away needs no round trip per entry.
+func TestListWithMeta(t *testing.T) {
+	n := startNode(t, nil, "")
+	c := n.client(t)
+	ctx := context.Background()
+	mt := time.Unix(1710000000, 0)
+	if _, err := c.Put(ctx, "photos", "d/file", []byte("x"), cos.Meta{Mtime: mt, Mode: 0o100640}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Put(ctx, "photos", "d/sub/", nil, cos.Meta{Mtime: mt, Mode: 0o40750}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Put(ctx, "photos", "d/bare/x", []byte("y"), cos.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	page, err := c.List(ctx, "photos", cos.ListOptions{Prefix: "d/", Delimiter: "/", WithMeta: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Objects) != 1 || !page.Objects[0].HasMeta || page.Objects[0].Meta.Mode != 0o100640 || !page.Objects[0].Meta.Mtime.Equal(mt) {
+		t.Fatalf("objects: %+v", page.Objects)
+	}
+	if len(page.CommonPrefixes) != 2 || len(page.Markers) != 1 || page.Markers[0].Key != "d/sub/" || page.Markers[0].Meta.Mode != 0o40750 {
+		t.Fatalf("prefixes %v, markers %+v", page.CommonPrefixes, page.Markers)
+	}
+	plain, err := c.List(ctx, "photos", cos.ListOptions{Prefix: "d/", Delimiter: "/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plain.Markers != nil {
+		t.Fatalf("markers without WithMeta: %+v", plain.Markers)
+	}
+}

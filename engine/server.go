@@ -437,6 +437,7 @@ func (c *serverConn) handle(ctx context.Context, op string, raw json.RawMessage)
 		if err != nil {
 			return nil, err
 		}
+		o.HasMeta = true
 		return toObjectJSON(o), nil
 	case "list":
 		req, err := decode[listReq](raw)
@@ -623,15 +624,30 @@ func (c *serverConn) list(ctx context.Context, req listReq) (any, error) {
 		p := c.access.Prefix
 		return p == "" || strings.HasPrefix(k, p) || strings.HasPrefix(p, k)
 	}
+	shown := cos.ListPage{NextStartAfter: page.NextStartAfter}
 	for _, o := range page.Objects {
 		if visible(o.Key) {
-			resp.Objects = append(resp.Objects, toObjectJSON(o))
+			shown.Objects = append(shown.Objects, o)
 		}
 	}
 	for _, p := range page.CommonPrefixes {
 		if visible(p) {
-			resp.CommonPrefixes = append(resp.CommonPrefixes, p)
+			shown.CommonPrefixes = append(shown.CommonPrefixes, p)
 		}
+	}
+	// Metadata for the whole page, fetched here next to the store in
+	// parallel, saves a client far away one round trip per entry.
+	if req.Meta {
+		if err := cos.FillMeta(ctx, c.srv.store, req.Bucket, &shown, 32); err != nil {
+			return nil, err
+		}
+	}
+	for _, o := range shown.Objects {
+		resp.Objects = append(resp.Objects, toObjectJSON(o))
+	}
+	resp.CommonPrefixes = append(resp.CommonPrefixes, shown.CommonPrefixes...)
+	for _, m := range shown.Markers {
+		resp.Markers = append(resp.Markers, toObjectJSON(m))
 	}
 	return resp, nil
 }
