@@ -107,6 +107,8 @@ type sessionCounters struct {
 	lostByTime   atomic.Int64 // ... by the time threshold
 	lostByPTO    atomic.Int64 // ... by a probe timeout
 	spurious     atomic.Int64 // packets declared lost, then acked
+	starved      atomic.Int64 // times a stream had nothing ready to send
+	paced        atomic.Int64 // times the sender waited for the pacer
 }
 
 // sessionParams configures a session.
@@ -634,7 +636,7 @@ func (s *session) sendLoop() {
 				"delivery_max_mbps", int(cs.DeliveryMax*8/1e6), "loss", cs.LossFrac, "found", cs.Found, "queue", s.lastQueue,
 				"srtt", s.rtt.smoothed, "inflight", s.inflightB,
 				"streams", len(s.order), "lost_order", s.counters.lostByOrder.Load(), "lost_time", s.counters.lostByTime.Load(),
-				"lost_pto", s.counters.lostByPTO.Load())
+				"lost_pto", s.counters.lostByPTO.Load(), "starved", s.counters.starved.Load(), "paced", s.counters.paced.Load())
 			lastReport = time.Now()
 			s.mu.Unlock()
 		}
@@ -741,6 +743,7 @@ func (s *session) plan(now time.Time, out *[]plan) time.Duration {
 	need := float64(s.packetSize)
 	avail := s.pacer.Available(now)
 	if avail < need {
+		s.counters.paced.Add(1)
 		return max(s.pacer.Wait(now, need), 50*time.Microsecond)
 	}
 	budget := min(int(avail/need), maxSendBatch)

@@ -127,6 +127,9 @@ func (st *sendStream) next(now time.Time, max int) (off int64, n int, retrans bo
 	}
 	ready := st.src.ready(r.Off)
 	if ready <= 0 {
+		if st.sess != nil {
+			st.sess.counters.starved.Add(1)
+		}
 		return 0, 0, false, 5 * time.Millisecond
 	}
 	n = int(min(r.Len, int64(max), ready))

@@ -79,17 +79,18 @@ type Controller struct {
 	last time.Time
 
 	// Delivery accounting for the loss cap, over a sliding window.
-	winStart     time.Time
-	winSent      float64
-	winDelivered float64
-	winLost      float64
-	delivered    float64 // delivery rate of the last full window
-	lossFrac     float64
-	found        bool    // a queue or loss was seen: the search phase is over
-	delivery     float64 // delivery rate over the last round trip, bytes per second
-	delivTotal   float64 // bytes delivered, all told
-	delivHist    []timed // (time, delivTotal) over the last round trip
-	deliveryMax  maxFilter
+	winStart      time.Time
+	winSent       float64
+	winDelivered  float64
+	winLost       float64
+	delivered     float64 // delivery rate of the last full window
+	lossFrac      float64
+	found         bool    // a queue or loss was seen: the search phase is over
+	delivery      float64 // delivery rate over the last round trip, bytes per second
+	delivTotal    float64 // bytes delivered, all told
+	firstDelivery time.Time
+	delivHist     []timed // (time, delivTotal) over the last round trip
+	deliveryMax   maxFilter
 }
 
 // New returns a controller starting at a rate that a fast path reaches in a
@@ -183,9 +184,15 @@ func (c *Controller) OnFeedback(now time.Time, f Feedback) {
 	if q >= 0.5 || c.lossFrac > lossyFrac {
 		c.found = true
 	}
+	dmax := 0.0
+	if c.deliveryMature(now, f.RTT) {
+		dmax = c.deliveryMax.max()
+	}
 	if q < 1 {
 		g := growth
-		if !c.found {
+		// Searching, or far below what the path carried lately (after a
+		// cut, a stall, a pause): grow fast.
+		if !c.found || c.rate < dmax/2 {
 			g = startGrowth
 		}
 		c.rate *= 1 + g*(1-q)*k
@@ -205,7 +212,7 @@ func (c *Controller) OnFeedback(now time.Time, f Feedback) {
 		// The reference is the recent maximum delivery rate: what the path
 		// carried before the queue formed. The smoothed rate would follow a
 		// receiver's stall down to nothing.
-		if dmax := c.deliveryMax.max(); dmax > 0 {
+		if dmax > 0 {
 			c.rate = math.Min(c.rate, dmax*(1-excess))
 		} else {
 			c.rate *= 1 - excess*k
@@ -214,7 +221,7 @@ func (c *Controller) OnFeedback(now time.Time, f Feedback) {
 	// The ceiling needs a delivery rate worth the name: in the search
 	// phase, early samples cover a handful of packets, so it applies there
 	// only once loss shows the path is already overrun.
-	if dmax := c.deliveryMax.max(); dmax > 0 && (c.found || c.lossFrac > lossyFrac) {
+	if dmax > 0 && (c.found || c.lossFrac > lossyFrac) {
 		h := headroom
 		switch {
 		case !c.found:
@@ -241,7 +248,17 @@ func (c *Controller) OnSilence(now time.Time, d, rtt time.Duration) {
 	c.rate = c.clamp(c.rate * math.Pow(0.5, float64(d)/float64(rtt)))
 }
 
+// deliveryMature reports whether delivery has been measured over a full
+// window: early in a transfer the window still holds the time before data
+// flowed, and reads low.
+func (c *Controller) deliveryMature(now time.Time, rtt time.Duration) bool {
+	return !c.firstDelivery.IsZero() && now.Sub(c.firstDelivery) >= max(2*rtt, 50*time.Millisecond)
+}
+
 func (c *Controller) account(now time.Time, f Feedback, dt time.Duration) {
+	if f.Delivered > 0 && c.firstDelivery.IsZero() {
+		c.firstDelivery = now
+	}
 	// The delivery rate is bytes delivered over the last two round trips
 	// (at least 50 ms), from a running total: several reports may arrive at
 	// the same instant (one batch of acks), and none may be lost from the
