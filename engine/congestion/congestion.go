@@ -93,14 +93,14 @@ type Controller struct {
 	deliveryMax   maxFilter
 }
 
-// New returns a controller starting at a rate that a fast path reaches in a
-// few round trips and a slow one survives: a tenth of the target, at least
-// the minimum, at most 100 Mbit/s unless the policy is fixed.
+// New returns a controller starting at a rate a slow path survives and a
+// fast one leaves in a few round trips: a tenth of the target, at least
+// the minimum, at most 10 Mbit/s unless the policy is fixed.
 func New(lim Limits, now time.Time) *Controller {
 	c := &Controller{last: now, winStart: now}
 	c.SetLimits(lim)
 	start := c.lim.Target / 10
-	start = math.Min(start, 12.5e6)
+	start = math.Min(start, 1.25e6)
 	c.rate = c.clamp(start)
 	if c.lim.Policy == Fixed {
 		c.rate = c.lim.Target
