@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -232,7 +231,7 @@ func (u *folderUpload) CommitPart(ctx context.Context, n int) (Part, error) {
 	if err != nil {
 		return Part{}, u.err("write-part", withCause(osSentinel(err), fmt.Errorf("upload %s is gone: %w", u.id, err)))
 	}
-	err = syscall.Fdatasync(int(data.Fd()))
+	err = fdatasync(int(data.Fd()))
 	if cerr := data.Close(); err == nil {
 		err = cerr
 	}
@@ -363,7 +362,7 @@ func (u *folderUpload) WritePart(ctx context.Context, n int, r io.Reader) (Part,
 		}
 	}
 	if err == nil {
-		err = syscall.Fdatasync(int(data.Fd()))
+		err = fdatasync(int(data.Fd()))
 	}
 	if cerr := data.Close(); err == nil {
 		err = cerr

@@ -568,7 +568,7 @@ func (u *serverUpload) step(ctx context.Context, received bool) (complete bool, 
 		}
 	}
 	if grew {
-		if err := u.file.Sync(); err != nil {
+		if err := datasync(u.file); err != nil {
 			return false, fmt.Errorf("syncing staged data: %w", err)
 		}
 		u.mu.Lock()

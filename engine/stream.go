@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"io"
+	"os"
 	"sync"
 	"time"
 
@@ -375,6 +376,9 @@ func (r *recvStream) writer() {
 			if _, werr := r.dest.WriteAt(b.buf[h.Off:h.End()], b.off+h.Off); werr != nil {
 				err = werr
 				break
+			}
+			if f, ok := r.dest.(*os.File); ok {
+				startWriteback(f, b.off+h.Off, h.Len)
 			}
 		}
 		buf := b.buf
