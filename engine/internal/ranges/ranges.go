@@ -79,26 +79,40 @@ func (s *Set) Add(off, n int64) {
 	s.rs = append(s.rs[:i+1], s.rs[j:]...)
 }
 
-// Remove takes [off, off+n) out of the set.
+// Remove takes [off, off+n) out of the set. It works in place: the ranges
+// it touches are found by binary search and replaced by the at most two
+// pieces left of them.
 func (s *Set) Remove(off, n int64) {
 	if n <= 0 || len(s.rs) == 0 {
 		return
 	}
 	end := off + n
-	out := s.rs[:0:0]
-	for _, r := range s.rs {
-		if r.End() <= off || r.Off >= end {
-			out = append(out, r)
-			continue
-		}
-		if r.Off < off {
-			out = append(out, Range{r.Off, off - r.Off})
-		}
-		if r.End() > end {
-			out = append(out, Range{end, r.End() - end})
-		}
+	// i: first range ending after off; j: first range starting at or after end.
+	i := sort.Search(len(s.rs), func(i int) bool { return s.rs[i].End() > off })
+	j := sort.Search(len(s.rs), func(j int) bool { return s.rs[j].Off >= end })
+	if i >= j {
+		return // nothing overlaps
 	}
-	s.rs = out
+	var keep [2]Range
+	k := 0
+	if first := s.rs[i]; first.Off < off {
+		keep[k] = Range{first.Off, off - first.Off}
+		k++
+	}
+	if last := s.rs[j-1]; last.End() > end {
+		keep[k] = Range{end, last.End() - end}
+		k++
+	}
+	// Replace rs[i:j] by keep[:k].
+	switch d := k - (j - i); {
+	case d > 0: // one range split in two
+		s.rs = append(s.rs, Range{})
+		copy(s.rs[j+d:], s.rs[j:])
+	case d < 0:
+		copy(s.rs[i+k:], s.rs[j:])
+		s.rs = s.rs[:len(s.rs)+d]
+	}
+	copy(s.rs[i:], keep[:k])
 }
 
 // Contains reports whether all of [off, off+n) is in the set.

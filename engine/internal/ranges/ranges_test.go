@@ -152,3 +152,19 @@ func BenchmarkAddWithGaps(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkRemoveAmongMany removes acknowledged spans from a set with a
+// hundred holes, as a sender's pending bytes look on a lossy path.
+func BenchmarkRemoveAmongMany(b *testing.B) {
+	var s Set
+	for i := int64(0); i < 100; i++ {
+		s.Add(i*10000, 9000)
+	}
+	i := int64(0)
+	for b.Loop() {
+		off := (i % 100) * 10000
+		s.Remove(off, 1400)
+		s.Add(off, 1400)
+		i++
+	}
+}
