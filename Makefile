@@ -22,7 +22,7 @@ deps:
 weed: $(WEED)
 
 $(WEED):
-	scripts/build-weed.sh $(WEED)
+	scripts/build-weed.sh $(CURDIR)/$(WEED)
 
 vet:
 	$(GO) vet ./...

@@ -16,6 +16,11 @@ version=v0.0.0-20261109003541-7506e5f91cd6
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-$repo/.cache/bin/weed}
+# The build runs from another folder: make the output path absolute first.
+case $out in
+/*) ;;
+*) out=$(pwd)/$out ;;
+esac
 stamp=$out.version
 
 say() { printf 'build-weed: %s\n' "$*"; }
