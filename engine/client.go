@@ -184,9 +184,10 @@ func (c *Client) dial(ctx context.Context) (*clientConn, error) {
 	if err != nil {
 		nc.Close()
 		var khe *knownHostsError
+		var hkc *hostKeyChangedError
 		switch {
-		case errors.Is(err, ErrHostKeyChanged):
-			return nil, err
+		case errors.As(err, &hkc):
+			return nil, hkc
 		case errors.As(err, &khe):
 			return nil, khe
 		case strings.Contains(err.Error(), "unable to authenticate"):

@@ -261,6 +261,14 @@ func (a *authorizedKeys) lookup(pk ssh.PublicKey) (authorizedKey, bool, error) {
 	return k, ok, nil
 }
 
+// hostKeyChangedError carries the refusal of a changed host key through
+// the SSH handshake, so that it reaches the user without the handshake's
+// own wording around it.
+type hostKeyChangedError struct{ err error }
+
+func (e *hostKeyChangedError) Error() string { return e.err.Error() }
+func (e *hostKeyChangedError) Unwrap() error { return e.err }
+
 // knownHostsError is a known_hosts file chute cannot use.
 type knownHostsError struct {
 	path string
@@ -311,11 +319,11 @@ func hostKeyCallback(path string) ssh.HostKeyCallback {
 			return af.Sync()
 		case errors.As(err, &ke):
 			w := ke.Want[0]
-			return fmt.Errorf("%w: the server at %s presented host key %s, but %s line %d records %s for it. "+
+			return &hostKeyChangedError{fmt.Errorf("%w: the server at %s presented host key %s, but %s line %d records %s for it. "+
 				"Someone may be intercepting the connection, or the server was reinstalled or given a new key. "+
 				"If you know the key changed legitimately, delete line %d of %s and connect again",
 				ErrHostKeyChanged, knownhosts.Normalize(hostname), ssh.FingerprintSHA256(key),
-				w.Filename, w.Line, ssh.FingerprintSHA256(w.Key), w.Line, w.Filename)
+				w.Filename, w.Line, ssh.FingerprintSHA256(w.Key), w.Line, w.Filename)}
 		default:
 			return err
 		}
