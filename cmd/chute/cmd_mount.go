@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/chute/chute/cache"
+	"github.com/chute/chute/engine"
 	chutefs "github.com/chute/chute/fs"
 )
 
@@ -117,6 +118,14 @@ func serveMount(ctx context.Context, env *Env, o *mountOptions, loc Location, ur
 		env.Logger.Warn("cannot record the mount for chute unmount", "err", err)
 	}
 	defer os.Remove(rec)
+	// `chute transfers` reaches the mount's transfers through this socket.
+	if c, ok := remote.(*engine.Client); ok {
+		if stop, err := serveControl(controlPath(env, mp), c, env.Logger); err != nil {
+			env.Logger.Warn("no control socket for chute transfers", "err", err)
+		} else {
+			defer stop()
+		}
+	}
 	ready(nil)
 	fmt.Fprintf(env.Stderr, "chute: mounted %s on %s (cache %s)\n", url, mp, mopt.CacheDir)
 
