@@ -23,7 +23,7 @@ type transfersOptions struct {
 func init() {
 	o := &transfersOptions{}
 	register(&command{
-		Name: "transfers",
+		Name:  "transfers",
 		Usage: "transfers MOUNTPOINT [list | pause ID | resume ID | cancel ID | rate [ID] --target-rate R [--min-rate R] [--policy P]]",
 		Summary: "list a running mount's transfers, pause, resume or cancel one, or change rates " +
 			"(a transfer's target, or the whole mount's target, minimum and policy)",
