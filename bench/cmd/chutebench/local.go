@@ -340,6 +340,14 @@ func mountOps(ctx context.Context, t mountTool, mnt, cache string, s3 *s3Store, 
 		m.Error = err.Error()
 		ms = append(ms, m)
 	}
+	// A copy through a mount can sit in an uninterruptible FUSE request
+	// (a flush that uploads, a read that waits) that no signal to cp
+	// ends: shortly after the time is up, kill the file system, which
+	// fails its pending requests.
+	guard := func(mt *mounted) func() {
+		t := time.AfterFunc(timeout+3*time.Second, func() { mt.svc.cmd.Process.Kill() })
+		return func() { t.Stop() }
+	}
 	// A mount whose operation failed or timed out may hold stuck
 	// requests: kill it rather than wait for a clean unmount.
 	closeMount := func(mt *mounted) {
@@ -359,13 +367,17 @@ func mountOps(ctx context.Context, t mountTool, mnt, cache string, s3 *s3Store, 
 	os.Mkdir(filepath.Join(mnt, dir), 0o755)
 	key := dir + "/big.bin"
 	s3.deleteObject(ctx, "bench", key)
+	stop := guard(mt)
 	ms = append(ms, timedCopy(ctx, t.name, "write", size, timeout, []string{"cp", src, filepath.Join(mnt, key)},
 		func() bool { return s3.objectSize(ctx, "bench", key) == size }))
-	if listing && ctx.Err() == nil {
+	stop()
+	if listing && ctx.Err() == nil && mt.svc.alive() {
 		sub := dir + "/small"
+		stop := guard(mt)
 		ms = append(ms, timedCopy(ctx, t.name, fmt.Sprintf("cp -r %d × %s", nSmall, humanBytes(smallSize)), int64(nSmall)*smallSize, timeout,
 			[]string{"cp", "-r", small, filepath.Join(mnt, sub)},
 			func() bool { n, _ := s3.countObjects(ctx, "bench", sub+"/"); return n >= nSmall }))
+		stop()
 	}
 	closeMount(mt)
 	if ctx.Err() != nil {
@@ -380,7 +392,9 @@ func mountOps(ctx context.Context, t mountTool, mnt, cache string, s3 *s3Store, 
 		readKey = key
 	}
 	os.Remove(dst)
+	stop = guard(mt)
 	ms = append(ms, timedCopy(ctx, t.name, "read", size, timeout, []string{"cp", filepath.Join(mnt, readKey), dst}, nil))
+	stop()
 	os.Remove(dst)
 	closeMount(mt)
 	if !listing || ctx.Err() != nil {
@@ -394,7 +408,9 @@ func mountOps(ctx context.Context, t mountTool, mnt, cache string, s3 *s3Store, 
 		}
 		for _, state := range []string{"cold", "warm"} {
 			m := newMeasurement(t.name, fmt.Sprintf("%s of %d objects (%s)", strings.Join(lister, " "), nTree, state))
+			stop := guard(mt)
 			r := run(ctx, host, timeout, toolEnv(), lister[0], append(lister[1:], filepath.Join(mnt, "tree"))...)
+			stop()
 			m.Seconds = r.Wall.Seconds()
 			m.fail(r)
 			lines := strings.Count(string(r.Stdout), "\n")
