@@ -169,6 +169,11 @@ func fairOnce(ctx context.Context, l *link, client *chuteClient, srv *chuteServe
 	defer stopChute()
 	start := time.Now()
 	chuteDone := make(chan runResult, 1)
+	// The lead counts from the first second chute moves data: before that
+	// it reads the file to hash it, which on a cold page cache takes
+	// seconds that say nothing about sharing a link.
+	flowing := make(chan struct{})
+	var flowOnce sync.Once
 	go func() {
 		args := []string{"cp", "--json", "--resume", "none", "--policy", policy, src, srv.url("bench", "fair-"+tag)}
 		res := runStream(chuteCtx, l.near, 0, client.env(), func(at time.Time, line string) {
@@ -178,6 +183,9 @@ func fairOnce(ctx context.Context, l *link, client *chuteClient, srv *chuteServe
 			}
 			mu.Lock()
 			chutePts = append(chutePts, point{at, ev.RateBps})
+			if ev.RateBps > 0 {
+				flowOnce.Do(func() { close(flowing) })
+			}
 			for _, t := range ev.Transfers {
 				chuteRetx = t.Retrans
 			}
@@ -185,6 +193,11 @@ func fairOnce(ctx context.Context, l *link, client *chuteClient, srv *chuteServe
 		}, client.bin, args...)
 		chuteDone <- res
 	}()
+	select {
+	case <-flowing:
+	case <-time.After(2 * time.Minute):
+	case <-ctx.Done():
+	}
 	select {
 	case <-time.After(time.Duration(lead * float64(time.Second))):
 	case <-ctx.Done():
@@ -243,23 +256,26 @@ func fairOnce(ctx context.Context, l *link, client *chuteClient, srv *chuteServe
 	}
 	put(chutePts, func(s *fairSample, v float64) { s.Chute, s.HasChute = v, true })
 	put(tcpPts, func(s *fairSample, v float64) { s.TCP, s.HasTCP = v, true })
-	r.summarize(lead)
+	r.summarize()
 	return r
 }
 
-// summarize computes the means: chute alone over the lead (its first
-// second, the ramp, left out), both flows over the seconds both reported
-// after the TCP flow's first two.
-func (r *fairRun) summarize(lead float64) {
+// summarize computes the means: chute alone over the lead (from the second
+// after its first moving one, the ramp, to the TCP flow's start), both
+// flows over the seconds both reported after the TCP flow's first two.
+func (r *fairRun) summarize() {
 	var alone, ch, tcp float64
 	var na, nb int
-	tcpSeen := 0
+	tcpSeen, moving := 0, 0
 	for _, s := range r.Samples {
 		if s.HasTCP {
 			tcpSeen++
 		}
+		if s.HasChute && s.Chute > 0 {
+			moving++
+		}
 		switch {
-		case !s.HasTCP && s.HasChute && s.T > 1 && s.T <= lead:
+		case !s.HasTCP && tcpSeen == 0 && s.HasChute && moving > 1:
 			alone += s.Chute
 			na++
 		case s.HasTCP && s.HasChute && tcpSeen > 2:
@@ -292,7 +308,7 @@ func fairMarkdown(rep *fairReport, h string) string {
 
 func fairBody(rep *fairReport, h string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "`chute cp` (upload, the given policy, no target rate) starts alone; after %.0f s one iperf3 TCP flow "+
+	fmt.Fprintf(&b, "`chute cp` (upload, the given policy, no target rate) starts alone; %.0f s after its data starts to flow (it first reads the file to hash it), one iperf3 TCP flow "+
 		"in the same direction joins for %d s; chute goes on %.0f s more. Link: %s each way, %.0f ms RTT, no random loss, "+
 		"drop-tail queue of one bandwidth-delay product. Each flow's goodput is sampled every second (chute's `--json` progress, "+
 		"iperf3's interval reports, placed by arrival time). Means while sharing leave out the TCP flow's first two seconds. "+

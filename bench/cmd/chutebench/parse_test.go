@@ -108,15 +108,26 @@ func TestWanCellText(t *testing.T) {
 }
 
 func TestFairSummarize(t *testing.T) {
+	// Seconds 1–3: chute hashes the file (0); 4: its ramp; 5–6: alone;
+	// 7–12: with TCP, whose first two seconds are left out; 13: alone again.
 	r := fairRun{}
-	for i := 1; i <= 12; i++ {
-		s := fairSample{T: float64(i), HasChute: true, Chute: 180}
-		if i > 4 && i <= 10 {
+	for i := 1; i <= 13; i++ {
+		s := fairSample{T: float64(i), HasChute: true}
+		switch {
+		case i <= 3:
+		case i == 4:
+			s.Chute = 50
+		case i >= 7 && i <= 12:
 			s.HasTCP, s.TCP, s.Chute = true, 100, 100
+			if i < 9 {
+				s.TCP, s.Chute = 20, 170
+			}
+		default:
+			s.Chute = 180
 		}
 		r.Samples = append(r.Samples, s)
 	}
-	r.summarize(4)
+	r.summarize()
 	if r.ChuteAlone != 180 || r.ChuteShared != 100 || r.TCPShared != 100 || r.TCPShare != 0.5 {
 		t.Errorf("summarize: %+v", r)
 	}
