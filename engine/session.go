@@ -633,7 +633,7 @@ func (s *session) sendLoop() {
 			ackedMbps := float64(s.ackBytes-reportAcked) * 8 / 1e6 / time.Since(lastReport).Seconds()
 			reportAcked = s.ackBytes
 			s.log.Debug("sender", "rate_mbps", int(s.cc.Rate()*8/1e6), "sent_mbps", int(sentMbps), "peer_got_mbps", int(ackedMbps), "delivery_mbps", int(cs.Delivery*8/1e6),
-				"delivery_max_mbps", int(cs.DeliveryMax*8/1e6), "loss", cs.LossFrac, "found", cs.Found, "queue", s.lastQueue,
+				"delivery_max_mbps", int(cs.DeliveryMax*8/1e6), "loss", cs.LossFrac, "found", cs.Found, "competing", cs.Competing, "queue", s.lastQueue,
 				"srtt", s.rtt.smoothed, "inflight", s.inflightB,
 				"streams", len(s.order), "lost_order", s.counters.lostByOrder.Load(), "lost_time", s.counters.lostByTime.Load(),
 				"lost_pto", s.counters.lostByPTO.Load(), "starved", s.counters.starved.Load(), "paced", s.counters.paced.Load())

@@ -7,7 +7,12 @@
 // target delay the rate grows (multiplicatively while the queue is nearly
 // empty, so a long fat path fills in a few round trips; additively near the
 // target, which makes competing flows converge to fair shares); above it the
-// rate shrinks in proportion to the excess. Random packet loss does not
+// rate shrinks in proportion to the excess. A queue that stands above the
+// target for a second or more although the rate came down is someone
+// else's, typically a loss-based TCP flow that fills the buffer whatever
+// others do: fair and high then aim above that standing queue rather than
+// yield to it for good (and look again every few seconds), which leaves
+// such a flow about half the link; low keeps yielding. Random packet loss does not
 // move the rate: loss is repaired, not read as congestion. Only heavy loss
 // together with a delivery rate far below the sending rate (a receiver or a
 // path that cannot keep up) caps the rate near what gets through.
@@ -69,6 +74,19 @@ const (
 	lossyHeadroom = 1.2
 	lossyFrac     = 0.05
 	deliveryWin   = 250 * time.Millisecond // at least; four round trips on long paths
+
+	// A queue that stays above the target for competeWindow (ten round
+	// trips, at least) although the law above drains its own excess in
+	// two is someone else's: a loss-based flow (TCP) that fills the
+	// buffer whatever we do. Yielding to it would starve us, so fair and
+	// high then aim at that standing queue plus their own target, for at
+	// most competeHold, after which the target drops back and the test is
+	// made again; a queue of our own making drains then, and a
+	// competitor's does not. low always yields.
+	competeWindow = time.Second
+	competeRTTs   = 10
+	competeHold   = 5 * time.Second
+	competeHoldRT = 50
 )
 
 // Controller is one sender's rate controller. It is not safe for concurrent
@@ -91,6 +109,14 @@ type Controller struct {
 	firstDelivery time.Time
 	delivHist     []timed // (time, delivTotal) over the last round trip
 	deliveryMax   maxFilter
+
+	// Competing with a flow that keeps a queue standing.
+	queueMin     minFilter     // queueing delay's minimum over the compete window
+	queueSince   time.Time     // since when queueMin has samples
+	compete      bool          // aiming above someone else's standing queue
+	competeAt    time.Time     // when competing started
+	competeFloor time.Duration // the standing queue we found
+	lastFeedback time.Time
 }
 
 // New returns a controller starting at a rate a slow path survives and a
@@ -131,11 +157,16 @@ func (c *Controller) SetLimits(lim Limits) {
 type State struct {
 	Rate, Delivery, DeliveryMax, LossFrac float64
 	Found                                 bool
+	Competing                             time.Duration // someone else's standing queue we aim above; 0 if none
 }
 
 // State returns what the controller currently believes.
 func (c *Controller) State() State {
-	return State{Rate: c.rate, Delivery: c.delivery, DeliveryMax: c.deliveryMax.max(), LossFrac: c.lossFrac, Found: c.found}
+	st := State{Rate: c.rate, Delivery: c.delivery, DeliveryMax: c.deliveryMax.max(), LossFrac: c.lossFrac, Found: c.found}
+	if c.compete {
+		st.Competing = c.competeFloor
+	}
+	return st
 }
 
 // Limits returns the current limits.
@@ -179,6 +210,9 @@ func (c *Controller) OnFeedback(now time.Time, f Feedback) {
 	case Low:
 		q0 = lowQueue
 		add /= 4
+	}
+	if c.lim.Policy != Low {
+		q0 += c.standingQueue(now, f.Queue, f.RTT, q0)
 	}
 	q := float64(f.Queue) / float64(q0)
 	if q >= 0.5 || c.lossFrac > lossyFrac {
@@ -234,6 +268,40 @@ func (c *Controller) OnFeedback(now time.Time, f Feedback) {
 		}
 	}
 	c.rate = c.clamp(c.rate)
+}
+
+// standingQueue tracks the queueing delay's minimum over the compete
+// window and returns the standing queue someone else keeps, or 0.
+func (c *Controller) standingQueue(now time.Time, queue, rtt time.Duration, q0 time.Duration) time.Duration {
+	win := max(competeWindow, competeRTTs*rtt)
+	if c.queueSince.IsZero() {
+		c.queueSince = now
+	}
+	c.queueMin.update(now, float64(queue), win)
+	floor := time.Duration(c.queueMin.min())
+	full := now.Sub(c.queueSince) >= win
+	switch {
+	case !c.compete && full && floor > q0*3/2:
+		c.compete, c.competeAt, c.competeFloor = true, now, floor
+	case c.compete && (floor <= q0/2 || now.Sub(c.competeAt) > max(competeHold, competeHoldRT*rtt)):
+		// Time to look again (or the queue went): measure afresh.
+		c.compete = false
+		c.queueMin = minFilter{}
+		c.queueSince = now
+	case c.compete && floor < c.competeFloor:
+		c.competeFloor = floor
+	case c.compete:
+		// Follow a competitor's queue as it grows, slowly: if the queue
+		// is in fact ours, this ratchets it up by at most half the
+		// target per window until the next look.
+		step := time.Duration(float64(q0/2) * float64(now.Sub(c.lastFeedback)) / float64(win))
+		c.competeFloor = min(floor, c.competeFloor+step)
+	}
+	c.lastFeedback = now
+	if c.compete {
+		return c.competeFloor
+	}
+	return 0
 }
 
 // OnSilence tells the controller no feedback has come for d although data
@@ -393,6 +461,15 @@ func (f *maxFilter) update(now time.Time, v float64, window time.Duration) {
 		f.samples = append(f.samples[:0], f.samples[i:]...)
 	}
 }
+
+// minFilter keeps the minimum of samples over a sliding time window.
+type minFilter struct{ m maxFilter }
+
+func (f *minFilter) update(now time.Time, v float64, window time.Duration) {
+	f.m.update(now, -v, window)
+}
+
+func (f *minFilter) min() float64 { return -f.m.max() }
 
 func (f *maxFilter) max() float64 {
 	if len(f.samples) == 0 {

@@ -46,11 +46,43 @@ func TestEmptyQueueRampsToTarget(t *testing.T) {
 }
 
 func TestQueueBeyondTargetBacksOffToMin(t *testing.T) {
-	c := New(Limits{Target: 1000 * mbit, Min: 5 * mbit}, t0)
+	// low yields to any standing queue for as long as it stands.
+	c := New(Limits{Target: 1000 * mbit, Min: 5 * mbit, Policy: Low}, t0)
 	now := feed(c, t0, 200, 5*time.Millisecond, Feedback{RTT: 50 * time.Millisecond})
-	feed(c, now, 400, 5*time.Millisecond, Feedback{RTT: 50 * time.Millisecond, Queue: 40 * time.Millisecond})
+	feed(c, now, 4000, 5*time.Millisecond, Feedback{RTT: 50 * time.Millisecond, Queue: 40 * time.Millisecond})
 	if c.Rate() != 5*mbit {
 		t.Fatalf("under a persistent 40 ms queue the rate is %.1f Mbit/s, want the 5 Mbit/s minimum", c.Rate()/mbit)
+	}
+}
+
+func TestFairCompetesWithAStandingQueue(t *testing.T) {
+	// A 40 ms queue that stays whatever we send is someone else's: fair
+	// backs off at first, then aims above it instead of yielding for good,
+	// and looks again every few seconds.
+	for _, policy := range []string{Fair, High} {
+		c := New(Limits{Target: 100 * mbit, Min: 1 * mbit, Policy: policy}, t0)
+		now := feed(c, t0, 200, 5*time.Millisecond, Feedback{RTT: 50 * time.Millisecond})
+		q := Feedback{RTT: 90 * time.Millisecond, Queue: 40 * time.Millisecond}
+		now = feed(c, now, 60, 5*time.Millisecond, q) // 300 ms: backs off
+		cut := c.Rate()
+		if cut > 70*mbit {
+			t.Errorf("%s: 300 ms into a 40 ms queue the rate is %.1f Mbit/s, want it cut", policy, cut/mbit)
+		}
+		if st := c.State(); st.Competing != 0 {
+			t.Errorf("%s: competing after 300 ms, want only after a window of standing queue", policy)
+		}
+		lowest := cut
+		for range 800 { // 4 s more
+			now = now.Add(5 * time.Millisecond)
+			c.OnFeedback(now, q)
+			lowest = min(lowest, c.Rate())
+		}
+		if st := c.State(); st.Competing != q.Queue {
+			t.Errorf("%s: 4 s into a standing queue of %v: competing with %v, want that queue", policy, q.Queue, st.Competing)
+		}
+		if c.Rate() < 2*lowest {
+			t.Errorf("%s: 4 s into a standing 40 ms queue the rate is %.1f Mbit/s, want it well above the %.1f it was cut to", policy, c.Rate()/mbit, lowest/mbit)
+		}
 	}
 }
 
@@ -122,7 +154,7 @@ func TestSetLimitsDuringTransfer(t *testing.T) {
 	if c.Rate() != 50*mbit {
 		t.Fatalf("switch to fixed: rate %.1f, want 50", c.Rate()/mbit)
 	}
-	c.SetLimits(Limits{Target: 50 * mbit, Min: 30 * mbit})
+	c.SetLimits(Limits{Target: 50 * mbit, Min: 30 * mbit, Policy: Low})
 	feed(c, now, 400, 5*time.Millisecond, Feedback{RTT: 20 * time.Millisecond, Queue: time.Second})
 	if c.Rate() != 30*mbit {
 		t.Fatalf("raised minimum: rate %.1f, want 30 under congestion", c.Rate()/mbit)
@@ -132,41 +164,102 @@ func TestSetLimitsDuringTransfer(t *testing.T) {
 // fluidLink is a bottleneck with a drop-tail queue, for flows given as
 // controllers: each millisecond every flow offers rate·dt bytes; the link
 // drains capacity·dt; the queueing delay reaches the flows' controllers
-// one RTT later.
+// one RTT later. With tcp set, a loss-based TCP flow competes too; its
+// share is the last one returned.
 type fluidLink struct {
 	capacity float64 // bytes per second
 	buffer   float64 // bytes
 	rtt      time.Duration
+	tcp      *cubicFlow
 	trace    func(ms int, rates []float64, queue float64)
+}
+
+// cubicFlow is a window-based TCP flow with CUBIC's window growth and
+// multiplicative decrease on a drop (at most once per round trip), seen
+// through the fluid model: it sends its window once per round trip,
+// queueing delay included.
+type cubicFlow struct {
+	mss      float64
+	w, wmax  float64 // bytes
+	epoch    time.Time
+	lastCut  time.Time
+	started  bool
+	startsAt time.Time
+}
+
+func (f *cubicFlow) rate(now time.Time, rtt time.Duration) float64 {
+	if now.Before(f.startsAt) {
+		return 0
+	}
+	if !f.started {
+		f.started, f.w, f.wmax, f.epoch = true, 10*f.mss, 0, now
+	}
+	return f.w / rtt.Seconds()
+}
+
+// grow advances the window by dt, as CUBIC does between losses (slow start
+// until the first one).
+func (f *cubicFlow) grow(now time.Time, dt, rtt time.Duration) {
+	if !f.started {
+		return
+	}
+	if f.wmax == 0 { // slow start: doubles per round trip
+		f.w *= math.Pow(2, dt.Seconds()/rtt.Seconds())
+		return
+	}
+	const c, beta = 0.4, 0.7
+	wmax := f.wmax / f.mss
+	k := math.Cbrt(wmax * (1 - beta) / c)
+	t := now.Sub(f.epoch).Seconds()
+	f.w = math.Max(f.mss, (c*math.Pow(t-k, 3)+wmax)*f.mss)
+}
+
+func (f *cubicFlow) drop(now time.Time, rtt time.Duration) {
+	if !f.started || now.Sub(f.lastCut) < rtt {
+		return
+	}
+	f.lastCut, f.wmax, f.epoch = now, f.w, now
+	f.w *= 0.7
 }
 
 func (l fluidLink) run(cs []*Controller, d time.Duration) (shares []float64, meanQueue time.Duration) {
 	dt := time.Millisecond
 	steps := int(d / dt)
 	lag := int(l.rtt / dt)
+	n := len(cs)
+	if l.tcp != nil {
+		n++
+	}
 	queue := 0.0
 	history := make([]float64, 0, steps) // queueing delay in seconds per step
+	drops := make([]bool, 0, steps)      // whether the queue overflowed
 	deliv := make([][]float64, 0, steps) // bytes delivered per flow per step
 	sentH := make([][]float64, 0, steps)
-	got := make([]float64, len(cs))
+	got := make([]float64, n)
 	var qsum float64
 	now := t0
 	for i := 0; i < steps; i++ {
 		now = now.Add(dt)
 		offered := 0.0
-		offers := make([]float64, len(cs))
+		offers := make([]float64, n)
 		for j, c := range cs {
 			offers[j] = c.Rate() * dt.Seconds()
 			offered += offers[j]
 		}
+		if l.tcp != nil {
+			offers[n-1] = l.tcp.rate(now, l.rtt+time.Duration(queue/l.capacity*float64(time.Second))) * dt.Seconds()
+			offered += offers[n-1]
+		}
 		queue += offered
 		drained := math.Min(queue, l.capacity*dt.Seconds())
 		queue -= drained
-		if queue > l.buffer {
+		dropped := queue > l.buffer
+		if dropped {
 			queue = l.buffer
 		}
-		d := make([]float64, len(cs))
-		for j := range cs {
+		drops = append(drops, dropped)
+		d := make([]float64, n)
+		for j := range d {
 			if offered > 0 {
 				d[j] = drained * offers[j] / offered
 			}
@@ -178,9 +271,9 @@ func (l fluidLink) run(cs []*Controller, d time.Duration) (shares []float64, mea
 		sentH = append(sentH, offers)
 		history = append(history, queue/l.capacity)
 		if l.trace != nil {
-			rs := make([]float64, len(cs))
-			for j, c := range cs {
-				rs[j] = c.Rate()
+			rs := make([]float64, n)
+			for j := range rs {
+				rs[j] = offers[j] / dt.Seconds()
 			}
 			l.trace(i, rs, queue/l.capacity)
 		}
@@ -191,12 +284,19 @@ func (l fluidLink) run(cs []*Controller, d time.Duration) (shares []float64, mea
 		if i >= steps/2 {
 			qsum += seen
 		}
+		rtt := l.rtt + time.Duration(seen*float64(time.Second))
 		for j, c := range cs {
-			f := Feedback{RTT: l.rtt + time.Duration(seen*float64(time.Second)), Queue: time.Duration(seen * float64(time.Second))}
+			f := Feedback{RTT: rtt, Queue: time.Duration(seen * float64(time.Second))}
 			if i >= lag {
 				f.Delivered, f.Sent = deliv[i-lag][j], sentH[i-lag][j]
 			}
 			c.OnFeedback(now, f)
+		}
+		if l.tcp != nil {
+			l.tcp.grow(now, dt, rtt)
+			if i >= lag && drops[i-lag] {
+				l.tcp.drop(now, rtt)
+			}
 		}
 	}
 	total := l.capacity * (d / 2).Seconds()
@@ -257,5 +357,34 @@ func TestPacer(t *testing.T) {
 	p.SetRate(1e9) // burst becomes 8 ms at 1 GB/s = 8 MB
 	if got := p.Available(t0.Add(time.Hour + time.Second)); got != 8e6 {
 		t.Fatalf("after raising the rate: %v tokens, want 8e6", got)
+	}
+}
+
+// A loss-based TCP flow (CUBIC) keeps a drop-tail queue of one
+// bandwidth-delay product standing; a delay-based flow that only yields
+// to it would be starved. fair must keep a real share and leave TCP at
+// least a third; low must leave TCP most of the link.
+func TestFluidBesideCubic(t *testing.T) {
+	for _, tc := range []struct {
+		policy     string
+		minChute   float64
+		maxChute   float64
+		minTCPLeft float64
+	}{
+		{Fair, 0.25, 0.67, 1.0 / 3},
+		{Low, 0, 0.10, 0.85},
+	} {
+		rtt := 50 * time.Millisecond
+		link := fluidLink{capacity: 200 * mbit, buffer: 200 * mbit * rtt.Seconds(), rtt: rtt,
+			tcp: &cubicFlow{mss: 1448, startsAt: t0.Add(5 * time.Second)}}
+		c := New(Limits{Target: 1000 * mbit, Policy: tc.policy}, t0)
+		shares, _ := link.run([]*Controller{c}, 80*time.Second)
+		t.Logf("%s beside CUBIC: chute %.0f%%, TCP %.0f%% of the link", tc.policy, shares[0]*100, shares[1]*100)
+		if shares[0] < tc.minChute || shares[0] > tc.maxChute {
+			t.Errorf("%s beside CUBIC: chute has %.0f%% of the link, want %.0f–%.0f%%", tc.policy, shares[0]*100, tc.minChute*100, tc.maxChute*100)
+		}
+		if shares[1] < tc.minTCPLeft {
+			t.Errorf("%s beside CUBIC: TCP has %.0f%% of the link, want ≥ %.0f%%", tc.policy, shares[1]*100, tc.minTCPLeft*100)
+		}
 	}
 }
