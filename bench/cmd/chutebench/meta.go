@@ -71,7 +71,9 @@ func newMeta(ctx context.Context, cfg config, names ...string) (*runMeta, func()
 	}
 	r := run(ctx, host, 10*time.Second, toolEnv(), "git", "rev-parse", "--short", "HEAD")
 	m.Commit = strings.TrimSpace(string(r.Stdout))
-	r = run(ctx, host, 30*time.Second, toolEnv(), "git", "status", "--porcelain", "--untracked-files=no")
+	// What the runs themselves write does not make the tree dirty.
+	r = run(ctx, host, 30*time.Second, toolEnv(), "git", "status", "--porcelain", "--untracked-files=no",
+		"--", ".", ":!BENCHMARKS.md", ":!bench/results")
 	m.Dirty = len(strings.TrimSpace(string(r.Stdout))) > 0
 	for tool, args := range map[string][]string{
 		"chute": {cfg.path("CHUTE_BIN"), "version"}, "rclone": {"rclone", "version"}, "s3fs": {"s3fs", "--version"},
