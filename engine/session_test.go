@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -47,7 +48,14 @@ var (
 	hostB = netip.MustParseAddrPort("10.0.0.2:33001")
 )
 
-func quietLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
+// quietLog discards the engine's logs; CHUTE_DEBUG_LOG=1 shows them all
+// (the sender reports its rate, delivery and queue twice a second).
+func quietLog() *slog.Logger {
+	if os.Getenv("CHUTE_DEBUG_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
 
 // pair makes two endpoints on a simulated network, with one session
 // between them, a sending on A and b receiving on B.
@@ -57,7 +65,7 @@ type pair struct {
 	a, b   *session
 }
 
-func newPair(t *testing.T, link simnet.Link, back simnet.Link, lim congestion.Limits, cipher string) *pair {
+func newPair(t testing.TB, link simnet.Link, back simnet.Link, lim congestion.Limits, cipher string) *pair {
 	t.Helper()
 	n := simnet.New(1)
 	n.SetLink(hostA.Addr(), hostB.Addr(), link)
@@ -98,7 +106,7 @@ func (p *pair) close() {
 func (p *pair) transfer(id uint32, data []byte, timeout time.Duration) (time.Duration, *memFile, *sendStream, error) {
 	size := int64(len(data))
 	want := ranges.Of(ranges.Range{Off: 0, Len: size})
-	dest := &memFile{}
+	dest := &memFile{buf: make([]byte, 0, size)}
 	r := newRecvStream(id, dest, want, nil)
 	p.b.addRecv(r)
 	st := newSendStream(id, readerAtSource{r: bytes.NewReader(data), size: size}, want)
