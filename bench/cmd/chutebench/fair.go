@@ -56,11 +56,8 @@ type fairSample struct {
 }
 
 func runFair(ctx context.Context, cfg config) error {
-	out := filepath.Join(cfg.path("CHUTE_BENCH_OUT"), "fair")
-	if err := clearScratch(out, false); err != nil {
-		return err
-	}
-	if err := os.MkdirAll(out, 0o755); err != nil {
+	out, err := newScratch(cfg, "fair")
+	if err != nil {
 		return err
 	}
 	defer clearScratch(out, true) // after the cleanups below; keeps the logs

@@ -33,11 +33,8 @@ type linkReport struct {
 const opTimeout = 15 * time.Minute
 
 func runLocal(ctx context.Context, cfg config) (err error) {
-	out := filepath.Join(cfg.path("CHUTE_BENCH_OUT"), "local")
-	if err := clearScratch(out, false); err != nil {
-		return err
-	}
-	if err := os.MkdirAll(out, 0o755); err != nil {
+	out, err := newScratch(cfg, "local")
+	if err != nil {
 		return err
 	}
 	defer clearScratch(out, true) // after the cleanups below; keeps the logs

@@ -207,6 +207,16 @@ func mountsUnder(dir string) []string {
 	return out
 }
 
+// newScratch empties (or makes) the scratch folder of one part of the
+// benchmarks under CHUTE_BENCH_OUT and returns its path.
+func newScratch(cfg config, name string) (string, error) {
+	out := filepath.Join(cfg.path("CHUTE_BENCH_OUT"), name)
+	if err := clearScratch(out, false); err != nil {
+		return "", err
+	}
+	return out, os.MkdirAll(out, 0o755)
+}
+
 // clearScratch empties a scratch folder, or with keepLogs everything in
 // it but its top-level *.log files. It first detaches any mount inside,
 // so that removing files never reaches through a mount into a bucket.

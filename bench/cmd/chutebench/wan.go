@@ -34,11 +34,8 @@ type wanCell struct {
 }
 
 func runWAN(ctx context.Context, cfg config) error {
-	out := filepath.Join(cfg.path("CHUTE_BENCH_OUT"), "wan")
-	if err := clearScratch(out, false); err != nil {
-		return err
-	}
-	if err := os.MkdirAll(out, 0o755); err != nil {
+	out, err := newScratch(cfg, "wan")
+	if err != nil {
 		return err
 	}
 	defer clearScratch(out, true) // after the cleanups below; keeps the logs
