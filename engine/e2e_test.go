@@ -105,12 +105,7 @@ func (n *testNode) client(t testing.TB) *Client {
 }
 
 // testLogger logs to stderr when CHUTE_TEST_LOG is set.
-func testLogger(t testing.TB) *slog.Logger {
-	if os.Getenv("CHUTE_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return quietLog()
-}
+func testLogger(t testing.TB) *slog.Logger { return quietLog() }
 
 func sha(b []byte) string {
 	s := sha256.Sum256(b)

@@ -48,10 +48,10 @@ var (
 	hostB = netip.MustParseAddrPort("10.0.0.2:33001")
 )
 
-// quietLog discards the engine's logs; CHUTE_DEBUG_LOG=1 shows them all
+// quietLog discards the engine's logs; CHUTE_TEST_LOG=1 shows them all
 // (the sender reports its rate, delivery and queue twice a second).
 func quietLog() *slog.Logger {
-	if os.Getenv("CHUTE_DEBUG_LOG") != "" {
+	if os.Getenv("CHUTE_TEST_LOG") != "" {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	return slog.New(slog.DiscardHandler)
