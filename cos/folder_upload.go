@@ -238,15 +238,7 @@ func (u *folderUpload) CommitPart(ctx context.Context, n int) (Part, error) {
 	if err != nil {
 		return Part{}, u.err("write-part", withCause(osSentinel(err), err))
 	}
-	p := Part{Number: n, Size: size, ETag: randomHex(8)}
-	b, _ := json.Marshal(partRecord{Size: p.Size, ETag: p.ETag})
-	if err := u.f.writeFileAtomic(partName(u.id, n), b); err != nil {
-		return Part{}, u.err("write-part", withCause(osSentinel(err), err))
-	}
-	u.mu.Lock()
-	u.parts[n] = p
-	u.mu.Unlock()
-	return p, nil
+	return u.recordPart(n, size)
 }
 
 func (u *folderUpload) ID() string      { return u.id }
@@ -370,9 +362,14 @@ func (u *folderUpload) WritePart(ctx context.Context, n int, r io.Reader) (Part,
 	if err != nil {
 		return Part{}, u.err("write-part", withCause(osSentinel(err), err))
 	}
+	return u.recordPart(n, size)
+}
+
+// recordPart records part n, whose bytes are synced, under a new ETag.
+func (u *folderUpload) recordPart(n int, size int64) (Part, error) {
 	p := Part{Number: n, Size: size, ETag: randomHex(8)}
 	b, _ := json.Marshal(partRecord{Size: p.Size, ETag: p.ETag})
-	if err := u.f.writeFileAtomic(name, b); err != nil {
+	if err := u.f.writeFileAtomic(partName(u.id, n), b); err != nil {
 		return Part{}, u.err("write-part", withCause(osSentinel(err), err))
 	}
 	u.mu.Lock()
