@@ -16,6 +16,16 @@ import (
 	"github.com/chute/chute/internal/testenv"
 )
 
+// detachOnCleanup lazily unmounts mp at the end of the test if a mount is
+// still there (a test that failed half-way).
+func detachOnCleanup(t testing.TB, mp string) {
+	t.Cleanup(func() {
+		if isFuseMount(mp) {
+			exec.Command("fusermount3", "-u", "-z", mp).Run()
+		}
+	})
+}
+
 // mountProc is a foreground `chute mount` process.
 type mountProc struct {
 	*running
@@ -31,11 +41,7 @@ func (c *client) startMount(t testing.TB, n *node, cacheDir string, flags ...str
 	args = append(args, n.url("bkt"), mp)
 	r := c.start(args...)
 	r.waitFor("the mount", func() bool { return strings.Contains(r.stderr.String(), "chute: mounted") })
-	t.Cleanup(func() {
-		if isFuseMount(mp) {
-			exec.Command("fusermount3", "-u", "-z", mp).Run()
-		}
-	})
+	detachOnCleanup(t, mp)
 	return &mountProc{running: r, dir: mp}
 }
 
@@ -57,11 +63,7 @@ func TestMountE2E(t *testing.T) {
 	if !strings.Contains(r.stdout, "mounted on "+mp) || !isFuseMount(mp) {
 		t.Fatalf("mount --daemon: %v; mounted: %v", r, isFuseMount(mp))
 	}
-	t.Cleanup(func() {
-		if isFuseMount(mp) {
-			exec.Command("fusermount3", "-u", "-z", mp).Run()
-		}
-	})
+	detachOnCleanup(t, mp)
 	src := filepath.Join(t.TempDir(), "big")
 	sum := makeFile(t, src, 64<<20+5, 1)
 	if out, err := exec.Command("cp", src, filepath.Join(mp, "big")).CombinedOutput(); err != nil {

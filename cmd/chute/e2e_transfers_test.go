@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -40,11 +39,7 @@ func TestMountTransfersControl(t *testing.T) {
 	n.authorize("", c.pub)
 	mp := t.TempDir()
 	c.ok("mount", "--daemon", "--write-back", "--target-rate", "40m", "--cache-dir", t.TempDir(), n.url("bkt"), mp)
-	t.Cleanup(func() {
-		if isFuseMount(mp) {
-			exec.Command("fusermount3", "-u", "-z", mp).Run()
-		}
-	})
+	detachOnCleanup(t, mp)
 	src := filepath.Join(t.TempDir(), "w")
 	sum := makeFile(t, src, 48<<20, 7)
 	data, _ := os.ReadFile(src)
