@@ -13,6 +13,7 @@ import (
 
 	"github.com/chute/chute/engine/congestion"
 	"github.com/chute/chute/engine/internal/ranges"
+	"github.com/chute/chute/engine/internal/window"
 	"github.com/chute/chute/engine/udpio"
 	"github.com/chute/chute/engine/wire"
 )
@@ -73,7 +74,7 @@ type session struct {
 	lostSince   float64
 	ptoCount    int
 	lostPNs     ranges.Set // recently declared lost, to spot spurious retransmissions
-	queueFilter minFilter
+	queueFilter window.Min[time.Duration]
 	lastQueue   time.Duration
 	reorderPkts uint64 // packet threshold of loss detection
 	lossTime8   int64  // time threshold of loss detection, in eighths of a round trip
@@ -529,7 +530,7 @@ func (s *session) onAck(a wire.Ack, now time.Time) {
 		delivered = float64(a.Bytes - s.ackBytes)
 		s.ackBytes = a.Bytes
 	}
-	queue := s.queueFilter.update(now, time.Duration(a.Queue)*time.Microsecond, queueWindow)
+	queue := s.queueFilter.Update(now, time.Duration(a.Queue)*time.Microsecond, queueWindow)
 	s.lastQueue = queue
 	s.cc.OnFeedback(now, congestion.Feedback{
 		Queue:     queue,
@@ -1012,29 +1013,3 @@ func (r *rttStats) pto() time.Duration {
 // was not scheduled for a few milliseconds (or paused for garbage
 // collection) only delays one burst of acks.
 const queueWindow = 10 * time.Millisecond
-
-// minFilter keeps the minimum of samples over a sliding time window.
-type minFilter struct {
-	samples []timedSample // increasing in value, by the monotonic-deque trick
-}
-
-type timedSample struct {
-	at time.Time
-	v  time.Duration
-}
-
-func (f *minFilter) update(now time.Time, v, window time.Duration) time.Duration {
-	// Drop samples that can never be the minimum again, then old ones.
-	for len(f.samples) > 0 && f.samples[len(f.samples)-1].v >= v {
-		f.samples = f.samples[:len(f.samples)-1]
-	}
-	f.samples = append(f.samples, timedSample{now, v})
-	i := 0
-	for i < len(f.samples)-1 && now.Sub(f.samples[i].at) > window {
-		i++
-	}
-	if i > 0 {
-		f.samples = append(f.samples[:0], f.samples[i:]...)
-	}
-	return f.samples[0].v
-}

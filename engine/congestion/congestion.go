@@ -11,8 +11,8 @@
 // target for a second or more although the rate came down is someone
 // else's, typically a loss-based TCP flow that fills the buffer whatever
 // others do: fair and high then aim above that standing queue rather than
-// yield to it for good (and look again every few seconds), which leaves
-// such a flow about half the link; low keeps yielding. Random packet loss does not
+// yield to it for good (and look again every few seconds), so they keep a
+// share beside such a flow; low keeps yielding. Random packet loss does not
 // move the rate: loss is repaired, not read as congestion. Only heavy loss
 // together with a delivery rate far below the sending rate (a receiver or a
 // path that cannot keep up) caps the rate near what gets through.
@@ -24,6 +24,8 @@ package congestion
 import (
 	"math"
 	"time"
+
+	"github.com/chute/chute/engine/internal/window"
 )
 
 // Policy names, as in Aspera.
@@ -108,15 +110,14 @@ type Controller struct {
 	delivTotal    float64 // bytes delivered, all told
 	firstDelivery time.Time
 	delivHist     []timed // (time, delivTotal) over the last round trip
-	deliveryMax   maxFilter
+	deliveryMax   window.Max[float64]
 
 	// Competing with a flow that keeps a queue standing.
-	queueMin     minFilter     // queueing delay's minimum over the compete window
-	queueSince   time.Time     // since when queueMin has samples
-	compete      bool          // aiming above someone else's standing queue
-	competeAt    time.Time     // when competing started
-	competeFloor time.Duration // the standing queue we found
-	lastFeedback time.Time
+	queueMin     window.Min[time.Duration] // queueing delay's minimum over the compete window
+	queueSince   time.Time                 // since when queueMin has samples
+	compete      bool                      // aiming above someone else's standing queue
+	competeAt    time.Time                 // when competing started
+	competeFloor time.Duration             // the standing queue we found
 }
 
 // New returns a controller starting at a rate a slow path survives and a
@@ -162,7 +163,7 @@ type State struct {
 
 // State returns what the controller currently believes.
 func (c *Controller) State() State {
-	st := State{Rate: c.rate, Delivery: c.delivery, DeliveryMax: c.deliveryMax.max(), LossFrac: c.lossFrac, Found: c.found}
+	st := State{Rate: c.rate, Delivery: c.delivery, DeliveryMax: c.deliveryMax.Get(), LossFrac: c.lossFrac, Found: c.found}
 	if c.compete {
 		st.Competing = c.competeFloor
 	}
@@ -212,7 +213,7 @@ func (c *Controller) OnFeedback(now time.Time, f Feedback) {
 		add /= 4
 	}
 	if c.lim.Policy != Low {
-		q0 += c.standingQueue(now, f.Queue, f.RTT, q0)
+		q0 += c.standingQueue(now, dt, f.Queue, f.RTT, q0)
 	}
 	q := float64(f.Queue) / float64(q0)
 	if q >= 0.5 || c.lossFrac > lossyFrac {
@@ -220,7 +221,7 @@ func (c *Controller) OnFeedback(now time.Time, f Feedback) {
 	}
 	dmax := 0.0
 	if c.deliveryMature(now, f.RTT) {
-		dmax = c.deliveryMax.max()
+		dmax = c.deliveryMax.Get()
 	}
 	if q < 1 {
 		g := growth
@@ -272,13 +273,12 @@ func (c *Controller) OnFeedback(now time.Time, f Feedback) {
 
 // standingQueue tracks the queueing delay's minimum over the compete
 // window and returns the standing queue someone else keeps, or 0.
-func (c *Controller) standingQueue(now time.Time, queue, rtt time.Duration, q0 time.Duration) time.Duration {
+func (c *Controller) standingQueue(now time.Time, dt, queue, rtt, q0 time.Duration) time.Duration {
 	win := max(competeWindow, competeRTTs*rtt)
 	if c.queueSince.IsZero() {
 		c.queueSince = now
 	}
-	c.queueMin.update(now, float64(queue), win)
-	floor := time.Duration(c.queueMin.min())
+	floor := c.queueMin.Update(now, queue, win)
 	full := now.Sub(c.queueSince) >= win
 	switch {
 	case !c.compete && full && floor > q0*3/2:
@@ -286,7 +286,7 @@ func (c *Controller) standingQueue(now time.Time, queue, rtt time.Duration, q0 t
 	case c.compete && (floor <= q0/2 || now.Sub(c.competeAt) > max(competeHold, competeHoldRT*rtt)):
 		// Time to look again (or the queue went): measure afresh.
 		c.compete = false
-		c.queueMin = minFilter{}
+		c.queueMin = window.Min[time.Duration]{}
 		c.queueSince = now
 	case c.compete && floor < c.competeFloor:
 		c.competeFloor = floor
@@ -294,10 +294,9 @@ func (c *Controller) standingQueue(now time.Time, queue, rtt time.Duration, q0 t
 		// Follow a competitor's queue as it grows, slowly: if the queue
 		// is in fact ours, this ratchets it up by at most half the
 		// target per window until the next look.
-		step := time.Duration(float64(q0/2) * float64(now.Sub(c.lastFeedback)) / float64(win))
+		step := time.Duration(float64(q0/2) * float64(dt) / float64(win))
 		c.competeFloor = min(floor, c.competeFloor+step)
 	}
-	c.lastFeedback = now
 	if c.compete {
 		return c.competeFloor
 	}
@@ -350,7 +349,7 @@ func (c *Controller) account(now time.Time, f Feedback, dt time.Duration) {
 	}
 	if base := c.delivHist[0]; now.Sub(base.at) >= span/2 {
 		c.delivery = (c.delivTotal - base.v) / now.Sub(base.at).Seconds()
-		c.deliveryMax.update(now, c.delivery, max(4*f.RTT, deliveryWin))
+		c.deliveryMax.Update(now, c.delivery, max(4*f.RTT, deliveryWin))
 	}
 	c.winSent += f.Sent
 	c.winDelivered += f.Delivered
@@ -438,42 +437,8 @@ func (p *Pacer) Wait(now time.Time, n float64) time.Duration {
 	return time.Duration((n - p.tokens) / p.rate * float64(time.Second))
 }
 
-// maxFilter keeps the maximum of samples over a sliding time window.
-type maxFilter struct {
-	samples []timed // decreasing in value
-}
-
+// timed is a value at a time.
 type timed struct {
 	at time.Time
 	v  float64
-}
-
-func (f *maxFilter) update(now time.Time, v float64, window time.Duration) {
-	for len(f.samples) > 0 && f.samples[len(f.samples)-1].v <= v {
-		f.samples = f.samples[:len(f.samples)-1]
-	}
-	f.samples = append(f.samples, timed{now, v})
-	i := 0
-	for i < len(f.samples)-1 && now.Sub(f.samples[i].at) > window {
-		i++
-	}
-	if i > 0 {
-		f.samples = append(f.samples[:0], f.samples[i:]...)
-	}
-}
-
-// minFilter keeps the minimum of samples over a sliding time window.
-type minFilter struct{ m maxFilter }
-
-func (f *minFilter) update(now time.Time, v float64, window time.Duration) {
-	f.m.update(now, -v, window)
-}
-
-func (f *minFilter) min() float64 { return -f.m.max() }
-
-func (f *maxFilter) max() float64 {
-	if len(f.samples) == 0 {
-		return 0
-	}
-	return f.samples[0].v
 }
