@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -58,7 +57,7 @@ func startNode(t testing.TB, store cos.Store, authLine string, buckets ...string
 
 func (n *testNode) start(t testing.TB, data string, store cos.Store, buckets []string) {
 	t.Helper()
-	srv, err := NewServer(ServerConfig{DataDir: data, Store: store, Listen: "127.0.0.1:0", Buckets: buckets, Logger: testLogger(t)})
+	srv, err := NewServer(ServerConfig{DataDir: data, Store: store, Listen: "127.0.0.1:0", Buckets: buckets, Logger: quietLog()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +81,7 @@ func (n *testNode) dial(t testing.TB, mod func(*ClientConfig)) (*Client, error) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := ClientConfig{Signer: signer, KnownHosts: n.known, Logger: testLogger(t)}
+	cfg := ClientConfig{Signer: signer, KnownHosts: n.known, Logger: quietLog()}
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -105,7 +104,6 @@ func (n *testNode) client(t testing.TB) *Client {
 }
 
 // testLogger logs to stderr when CHUTE_TEST_LOG is set.
-func testLogger(t testing.TB) *slog.Logger { return quietLog() }
 
 func sha(b []byte) string {
 	s := sha256.Sum256(b)

@@ -33,7 +33,7 @@ func TestTransferAcrossEmulatedWAN(t *testing.T) {
 	var srv *Server
 	if err := e.Far().Do(func() error {
 		var err error
-		srv, err = NewServer(ServerConfig{DataDir: data, Listen: net.JoinHostPort(e.FarAddr().String(), "33001"), Buckets: []string{"photos"}, Logger: testLogger(t)})
+		srv, err = NewServer(ServerConfig{DataDir: data, Listen: net.JoinHostPort(e.FarAddr().String(), "33001"), Buckets: []string{"photos"}, Logger: quietLog()})
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -50,7 +50,7 @@ func TestTransferAcrossEmulatedWAN(t *testing.T) {
 	var c *Client
 	if err := e.Near().Do(func() error {
 		var err error
-		c, err = Dial(context.Background(), srv.Addr().String(), ClientConfig{Signer: signer, KnownHosts: filepath.Join(dir, "known_hosts"), Logger: testLogger(t)})
+		c, err = Dial(context.Background(), srv.Addr().String(), ClientConfig{Signer: signer, KnownHosts: filepath.Join(dir, "known_hosts"), Logger: quietLog()})
 		return err
 	}); err != nil {
 		t.Fatal(err)
