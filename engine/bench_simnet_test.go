@@ -25,7 +25,7 @@ func BenchmarkSimulatedWAN(b *testing.B) {
 				link := simnet.Link{Delay: 50 * time.Millisecond, Loss: loss, Rate: rate}
 				back := simnet.Link{Delay: 50 * time.Millisecond, Loss: loss}
 				p := newPair(b, link, back, congestion.Limits{Target: 1e9 / 8}, wire.AES256GCM)
-				payloadShare = float64(p.a.payloadSize) / float64(p.a.payloadSize+wire.ClearLen(wire.TypeData)+16)
+				payloadShare = p.payloadShare()
 				elapsed, _, st, err := p.transfer(1, data, 5*time.Minute)
 				p.close()
 				if err != nil {

@@ -94,6 +94,12 @@ func newPair(t testing.TB, link simnet.Link, back simnet.Link, lim congestion.Li
 	return p
 }
 
+// payloadShare is the part of each data packet on the wire that is
+// payload: the rest is header and authentication tag.
+func (p *pair) payloadShare() float64 {
+	return float64(p.a.payloadSize) / float64(p.a.payloadSize+wire.ClearLen(wire.TypeData)+16)
+}
+
 func (p *pair) close() {
 	p.a.close(io.ErrClosedPipe)
 	p.b.close(io.ErrClosedPipe)
@@ -211,8 +217,7 @@ func TestSessionGoodputNearBottleneck(t *testing.T) {
 				goodput := float64(len(data)) / elapsed.Seconds()
 				// The wire carries headers too: compare payload goodput with the
 				// payload share of the bottleneck.
-				payloadShare := float64(p.a.payloadSize) / float64(p.a.payloadSize+wire.ClearLen(wire.TypeData)+16)
-				frac := goodput / (rate * payloadShare)
+				frac := goodput / (rate * p.payloadShare())
 				t.Logf("loss %.0f%%: %.1f Mbit/s goodput in %v (%.0f%% of the payload bottleneck), %.1f%% retransmitted",
 					tc.loss*100, goodput*8/1e6, elapsed, frac*100, 100*float64(st.retrans)/float64(len(data)))
 				if frac < tc.minFrac {
