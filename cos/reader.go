@@ -57,6 +57,9 @@ type fetch struct {
 	done chan struct{}
 }
 
+// firstChunk is the size of a Reader's first ranged read.
+const firstChunk = 1 << 20
+
 // NewReader returns a Reader of bytes [off, off+length) of the object
 // (length -1: to the end; a range past the end is cut, as in Store.Read).
 // It stats the object first, so a missing object fails here.
@@ -101,7 +104,10 @@ func (r *Reader) Size() int64 { return r.end - r.start }
 // fill launches chunk reads until depth are in flight or none remain.
 func (r *Reader) fill() {
 	for len(r.queue) < r.depth && r.nextOff < r.end {
-		n := min(r.chunk, r.end-r.nextOff)
+		// The first reads are small and each doubles, up to the chunk size:
+		// the first bytes come as soon as one small read returns, not when
+		// the first of several large ones in flight does.
+		n := min(r.chunk, r.end-r.nextOff, max(firstChunk, r.nextOff-r.start))
 		var buf []byte
 		if k := len(r.free); k > 0 {
 			buf, r.free = r.free[k-1][:n], r.free[:k-1]

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -181,5 +182,46 @@ func TestReaderCloseStopsReads(t *testing.T) {
 	}
 	if calls := slow.Calls(costest.OpRead); calls > 8+1 {
 		t.Errorf("%d ranged reads for a Reader closed after the first chunk; want at most 9", calls)
+	}
+}
+
+// lengthsStore records the length of every ranged read.
+type lengthsStore struct {
+	cos.Store
+	mu      sync.Mutex
+	lengths map[int64]int64 // offset → length
+}
+
+func (s *lengthsStore) Read(ctx context.Context, bucket, key string, opt cos.ReadOptions) (io.ReadCloser, error) {
+	s.mu.Lock()
+	s.lengths[opt.Offset] = opt.Length
+	s.mu.Unlock()
+	return s.Store.Read(ctx, bucket, key, opt)
+}
+
+// TestReaderStartsSmall: the first ranged read is 1 MiB and each next one
+// doubles up to the chunk size, so the first bytes do not wait for a whole
+// large chunk.
+func TestReaderStartsSmall(t *testing.T) {
+	f, bucket := folderWithBucket(t)
+	ctx := context.Background()
+	body := randomBytes(4, 21<<20)
+	if _, err := f.Put(ctx, bucket, "obj", bytes.NewReader(body), int64(len(body)), cos.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	s := &lengthsStore{Store: f, lengths: map[int64]int64{}}
+	r, err := cos.NewReader(ctx, s, bucket, "obj", 0, -1, cos.ReaderOptions{ChunkSize: 8 << 20, Concurrency: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(r)
+	r.Close()
+	if err != nil || !bytes.Equal(got, body) {
+		t.Fatalf("read %d bytes, err %v; want the %d-byte body", len(got), err, len(body))
+	}
+	const mib = 1 << 20
+	want := map[int64]int64{0: mib, mib: mib, 2 * mib: 2 * mib, 4 * mib: 4 * mib, 8 * mib: 8 * mib, 16 * mib: 5 * mib}
+	if fmt.Sprint(s.lengths) != fmt.Sprint(want) {
+		t.Errorf("ranged reads (offset:length) %v; want %v", s.lengths, want)
 	}
 }
