@@ -18,11 +18,14 @@ import (
 )
 
 // Read-ahead: a sequential reader's window starts at readAheadMin and
-// doubles with every sequential read up to readAheadMax. Random reads fetch
-// the blocks of randomBlock they touch, nothing more.
+// doubles with every sequential read up to readAheadMax (or an eighth of
+// the cache, if smaller). Random reads fetch the blocks of randomBlock they
+// touch, nothing more. Large windows matter on a fast path: each fetch is a
+// request to the server and a ranged read of the store, and the fewer there
+// are, the fewer times the path waits on one starting.
 const (
 	readAheadMin = 1 << 20
-	readAheadMax = 64 << 20
+	readAheadMax = 256 << 20
 	randomBlock  = 64 << 10
 )
 
@@ -37,6 +40,9 @@ type blockItem struct {
 	refs     int
 	gone     bool // dropped while in use: removed at the last release
 	changed  bool // have or atime changed since the record was saved
+	// arrived, when a reader waits for bytes a running fetch brings, is
+	// closed (and cleared) as soon as more bytes are in.
+	arrived chan struct{}
 }
 
 type fetchRun struct {
@@ -218,7 +224,14 @@ type Reader struct {
 	seqEnd   int64 // end of the last read
 	window   int64 // read-ahead window; 0 while reads look random
 	aheadEnd int64 // end of what read-ahead asked for
+	// ahead holds the read-ahead fetches still running (closed when done).
+	// At most maxAhead run at once: the one being read and the next. More
+	// would share the path with the bytes the reader waits for, and ask
+	// the store for many ranges at once.
+	ahead []<-chan struct{}
 }
+
+const maxAhead = 2
 
 // OpenRead opens the object key, as e describes it (from Lookup), for
 // reading.
@@ -247,7 +260,7 @@ func (r *Reader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 	// Reads a little out of order (the kernel's own read-ahead) still count
 	// as sequential.
 	if off == 0 || (off >= r.seqEnd-readAheadMin && off <= r.seqEnd+readAheadMin) {
-		r.window = min(max(r.window*2, readAheadMin), readAheadMax)
+		r.window = min(max(r.window*2, readAheadMin), max(min(readAheadMax, r.c.opt.Size/8), readAheadMin))
 	} else {
 		r.window = 0
 		r.aheadEnd = 0
@@ -256,8 +269,17 @@ func (r *Reader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 	if r.window == 0 {
 		r.seqEnd = end
 	}
+	running := r.ahead[:0]
+	for _, ch := range r.ahead {
+		select {
+		case <-ch:
+		default:
+			running = append(running, ch)
+		}
+	}
+	r.ahead = running
 	var ahead engine.Range
-	if r.window > 0 && r.aheadEnd-end < r.window/2 && end < size {
+	if r.window > 0 && r.aheadEnd-end < r.window/2 && end < size && len(r.ahead) < maxAhead {
 		from := max(r.aheadEnd, end)
 		to := min(end+r.window, size)
 		if to > from {
@@ -275,7 +297,11 @@ func (r *Reader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 		need = engine.Range{Off: lo, Len: hi - lo}
 	}
 	if ahead.Len > 0 {
-		r.c.prefetch(r.it, ahead)
+		if done := r.c.prefetch(r.it, ahead); done != nil {
+			r.mu.Lock()
+			r.ahead = append(r.ahead, done)
+			r.mu.Unlock()
+		}
 	}
 	if err := r.c.ensure(ctx, r.it, need); err != nil {
 		return 0, err
@@ -328,6 +354,15 @@ func (c *Cache) ensure(ctx context.Context, it *blockItem, want engine.Range) er
 			return nil
 		}
 		mine, others := claimLocked(it, want)
+		// A reader needs its bytes, not the whole of the fetch that brings
+		// them: it wakes whenever more arrive.
+		var arrived chan struct{}
+		if len(others) > 0 {
+			if it.arrived == nil {
+				it.arrived = make(chan struct{})
+			}
+			arrived = it.arrived
+		}
 		it.mu.Unlock()
 		for _, f := range mine {
 			c.runFetch(it, f)
@@ -340,16 +375,19 @@ func (c *Cache) ensure(ctx context.Context, it *blockItem, want engine.Range) er
 				return f.err
 			}
 		}
+	wait:
 		for _, f := range others {
 			select {
 			case <-f.done:
+				if f.err != nil {
+					return f.err
+				}
+			case <-arrived:
+				break wait // look again: what this reader needs may be in
 			case <-ctx.Done():
 				return fmt.Errorf("read %q: %w", it.rec.Key, ctx.Err())
 			case <-c.ctx.Done():
 				return fmt.Errorf("read %q: cache closed: %w", it.rec.Key, c.ctx.Err())
-			}
-			if f.err != nil {
-				return f.err
 			}
 		}
 	}
@@ -364,8 +402,9 @@ func (c *Cache) runFetchIfPending(it *blockItem, f *fetchRun) {
 	}
 }
 
-// prefetch fetches r in the background.
-func (c *Cache) prefetch(it *blockItem, r engine.Range) {
+// prefetch fetches r in the background; the channel it returns is closed
+// when the fetch ends (nil when there was nothing to fetch).
+func (c *Cache) prefetch(it *blockItem, r engine.Range) <-chan struct{} {
 	it.mu.Lock()
 	mine, _ := claimLocked(it, r)
 	if len(mine) > 0 {
@@ -373,16 +412,19 @@ func (c *Cache) prefetch(it *blockItem, r engine.Range) {
 	}
 	it.mu.Unlock()
 	if len(mine) == 0 {
-		return
+		return nil
 	}
+	done := make(chan struct{})
 	c.fetches.Add(1)
 	go func() {
 		defer c.fetches.Done()
+		defer close(done)
 		defer c.releaseItem(it)
 		for _, f := range mine {
 			c.runFetch(it, f)
 		}
 	}()
+	return done
 }
 
 // runFetch downloads one claimed range into the item's file.
@@ -400,10 +442,16 @@ func (c *Cache) runFetch(it *blockItem, f *fetchRun) {
 			it.mu.Lock()
 			it.have = it.have.add(off, n)
 			it.changed = true
+			if it.arrived != nil {
+				close(it.arrived)
+				it.arrived = nil
+			}
 			it.mu.Unlock()
 		},
 	}
+	start := time.Now()
 	res, err := c.remote.Download(c.ctx, req)
+	c.log.Debug("fetch", "key", key, "off", f.r.Off, "len", f.r.Len, "elapsed", time.Since(start), "err", err)
 	if err != nil && isNoSpace(err) && c.evict(-1) > 0 {
 		// The cache disk filled up: make room and fetch what is missing.
 		it.mu.Lock()

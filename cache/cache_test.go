@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -332,6 +333,69 @@ func TestBlockRecordsPersist(t *testing.T) {
 	c.mu.Unlock()
 	if n != 0 {
 		t.Fatalf("%d cached objects kept after an unclean stop", n)
+	}
+}
+
+// TestReadersTakeBytesAsTheyArrive: a reader waiting on a read-ahead fetch
+// gets its bytes as they come in, not when the fetch ends (here it never
+// does while the test holds it), and read-ahead keeps at most maxAhead
+// fetches running beside the reader's own.
+func TestReadersTakeBytesAsTheyArrive(t *testing.T) {
+	fake := cachetest.NewFake()
+	ctx := context.Background()
+	data := randomData(24<<20, 9)
+	fake.Store(bucket, "o", data, cos.Meta{})
+	c := openTest(t, fake, t.TempDir(), nil)
+	defer closeTest(t, c)
+	e, err := c.Lookup(ctx, "", "o")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.OpenRead(ctx, "o", e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	const chunk = 128 << 10
+	read := func(off int64) error {
+		buf := make([]byte, chunk)
+		n, err := r.ReadAt(rctx, buf, off)
+		if err != nil {
+			return fmt.Errorf("read at %d: %w", off, err)
+		}
+		if !bytes.Equal(buf[:n], data[off:off+int64(n)]) {
+			return fmt.Errorf("read at %d: wrong bytes", off)
+		}
+		return nil
+	}
+	const hold = 3 << 20
+	fake.HoldDownloadsAt(hold)
+	off := int64(0)
+	for ; off+chunk <= hold; off += chunk {
+		if err := read(off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The fetch bringing [hold, hold+chunk) is held; the read waits for it.
+	// Then the fetch goes on to hold+1 MiB and stops again, unfinished.
+	got := make(chan error, 1)
+	go func() { got <- read(off) }()
+	time.Sleep(200 * time.Millisecond) // let the read start waiting
+	fake.HoldDownloadsAt(hold + 1<<20)
+	if err := <-got; err != nil {
+		t.Fatalf("a read whose bytes arrived, in a fetch not yet finished: %v", err)
+	}
+	fake.ReleaseDownloads()
+	for off += chunk; off < int64(len(data)); off += chunk {
+		if err := read(off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.fetches.Wait()
+	if peak := fake.PeakDownloads(); peak > maxAhead+1 {
+		t.Fatalf("%d downloads ran at once for one sequential reader; want at most %d", peak, maxAhead+1)
 	}
 }
 

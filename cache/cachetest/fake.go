@@ -1,7 +1,8 @@
 // Package cachetest provides Fake, an in-memory chute server for tests of
 // the cache and the mount, with fault injection: an unreachable server,
 // latency, a transfer rate, transfers that fail after some bytes, uploads
-// held at a gate, and counters of the bytes sent each way.
+// held at a gate, downloads held at an offset, and counters of the bytes
+// sent each way.
 package cachetest
 
 import (
@@ -59,6 +60,12 @@ type Fake struct {
 	// moved this many bytes; -1 means off.
 	failAfter int64
 	gate      chan struct{} // non-nil: uploads wait until it is closed
+	// holdAt >= 0: downloads wait before writing bytes at or past it,
+	// until dlGate is closed.
+	holdAt int64
+	dlGate chan struct{}
+	dlNow  int // downloads running
+	dlPeak int // most downloads running at once
 
 	down     atomic.Bool
 	upBytes  atomic.Int64
@@ -73,7 +80,7 @@ func NewFake() *Fake {
 	return &Fake{
 		Chunk: 64 << 10, CheckpointEvery: 1 << 20,
 		buckets: map[string]map[string]*object{}, uploads: map[string]*partial{},
-		calls: map[string]int{}, failAfter: -1,
+		calls: map[string]int{}, failAfter: -1, holdAt: -1,
 	}
 }
 
@@ -109,6 +116,37 @@ func (f *Fake) ReleaseUploads() {
 		f.gate = nil
 	}
 	f.mu.Unlock()
+}
+
+// HoldDownloadsAt makes downloads wait before writing any byte at or past
+// offset off, until ReleaseDownloads or another HoldDownloadsAt moves the
+// line.
+func (f *Fake) HoldDownloadsAt(off int64) {
+	f.mu.Lock()
+	f.holdAt = off
+	if f.dlGate != nil {
+		close(f.dlGate) // the held look again
+	}
+	f.dlGate = make(chan struct{})
+	f.mu.Unlock()
+}
+
+// ReleaseDownloads lets held downloads go on.
+func (f *Fake) ReleaseDownloads() {
+	f.mu.Lock()
+	f.holdAt = -1
+	if f.dlGate != nil {
+		close(f.dlGate)
+		f.dlGate = nil
+	}
+	f.mu.Unlock()
+}
+
+// PeakDownloads returns the most downloads that ran at once.
+func (f *Fake) PeakDownloads() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.dlPeak
 }
 
 // UploadedBytes is the payload uploads have sent, DownloadedBytes what
@@ -489,9 +527,34 @@ func (f *Fake) Download(ctx context.Context, req engine.DownloadRequest) (engine
 	for _, w := range want {
 		total += w.Len
 	}
+	f.mu.Lock()
+	f.dlNow++
+	f.dlPeak = max(f.dlPeak, f.dlNow)
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		f.dlNow--
+		f.mu.Unlock()
+	}()
 	for _, w := range want {
 		for off := w.Off; off < w.End(); {
 			n := min(f.Chunk, w.End()-off)
+			for {
+				f.mu.Lock()
+				hold := f.dlGate
+				if f.holdAt < 0 || off+n <= f.holdAt {
+					hold = nil
+				}
+				f.mu.Unlock()
+				if hold == nil {
+					break
+				}
+				select {
+				case <-hold:
+				case <-ctx.Done():
+					return engine.Result{}, ctx.Err()
+				}
+			}
 			if err := f.pace(ctx, "download", req.Bucket, req.Key, sent, n, start, false); err != nil {
 				return engine.Result{}, err
 			}
