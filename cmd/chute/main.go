@@ -13,7 +13,9 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"sort"
+	"strconv"
 	"syscall"
 
 	"github.com/spf13/pflag"
@@ -60,7 +62,31 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	env := &Env{Stdout: os.Stdout, Stderr: os.Stderr, Stdin: os.Stdin, Getenv: os.Getenv}
-	os.Exit(run(ctx, env, os.Args[1:]))
+	stopProfile := startProfile(os.Getenv("CHUTE_CPUPROFILE"))
+	code := run(ctx, env, os.Args[1:])
+	stopProfile()
+	os.Exit(code)
+}
+
+// startProfile writes a CPU profile of this process to PREFIX.<pid> when
+// CHUTE_CPUPROFILE=PREFIX is set (for finding where a transfer's time
+// goes: go tool pprof bin/chute PREFIX.<pid>).
+func startProfile(prefix string) (stop func()) {
+	if prefix == "" {
+		return func() {}
+	}
+	f, err := os.Create(prefix + "." + strconv.Itoa(os.Getpid()))
+	if err == nil {
+		err = pprof.StartCPUProfile(f)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "chute: CHUTE_CPUPROFILE: %v\n", err)
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
 }
 
 // run runs one chute invocation and returns its exit status.
