@@ -41,6 +41,10 @@ type Limits struct {
 	Target float64 // the most to send; must be > 0
 	Min    float64 // the least to send under congestion
 	Policy string  // Fair, Fixed, High or Low ("" is Fair)
+	// Start, if > 0, is the rate to begin at (within Min and Target)
+	// instead of New's default: for a path whose rate is known from
+	// earlier transfers. The search for the path's rate runs from there.
+	Start float64
 }
 
 // Tuning constants. The delay targets are small enough to sit well inside
@@ -53,7 +57,16 @@ const (
 	minInterval = 10 * time.Millisecond // the shortest "round trip" the law scales by
 	maxStep     = 50 * time.Millisecond // longer gaps between feedback count as this
 
-	startGrowth = 0.5  // relative growth per round trip while searching for the path's rate
+	startGrowth = 0.5 // relative growth per round trip while searching for the path's rate
+	// The search ends on a queue of half the target that lasts searchQueue
+	// (a quarter of a round trip, at least): a single report of one is more often
+	// the receiver pausing (a disk write, the scheduler) than the path.
+	searchQueue = 10 * time.Millisecond
+	// After the search, a queue that stays below a quarter of the target
+	// for emptyRTTs round trips (emptyWindow at least) means the path has
+	// room the search did not find: grow as fast as while searching.
+	emptyRTTs   = 4
+	emptyWindow = 100 * time.Millisecond
 	growth      = 0.1  // relative growth per round trip with an empty queue, once a queue was seen
 	shrink      = 0.5  // the largest relative cut per round trip
 	floorBps    = 64e3 // never below 64 kB/s, whatever Min says, so feedback keeps coming
@@ -111,6 +124,11 @@ type Controller struct {
 	firstDelivery time.Time
 	delivHist     []timed // (time, delivTotal) over the last round trip
 	deliveryMax   window.Max[float64]
+	queuedSince   time.Time // since when the search has seen a queue; zero if it has not
+
+	// The queue's maximum since the search, to notice an empty path.
+	queueMax      window.Max[time.Duration]
+	queueMaxSince time.Time
 
 	// Competing with a flow that keeps a queue standing.
 	queueMin     window.Min[time.Duration] // queueing delay's minimum over the compete window
@@ -122,12 +140,16 @@ type Controller struct {
 
 // New returns a controller starting at a rate a slow path survives and a
 // fast one leaves in a few round trips: a tenth of the target, at least
-// the minimum, at most 10 Mbit/s unless the policy is fixed.
+// the minimum, at most 10 Mbit/s unless the policy is fixed or Limits.Start
+// says otherwise.
 func New(lim Limits, now time.Time) *Controller {
 	c := &Controller{last: now, winStart: now}
 	c.SetLimits(lim)
 	start := c.lim.Target / 10
 	start = math.Min(start, 1.25e6)
+	if lim.Start > 0 {
+		start = lim.Start
+	}
 	c.rate = c.clamp(start)
 	if c.lim.Policy == Fixed {
 		c.rate = c.lim.Target
@@ -216,8 +238,26 @@ func (c *Controller) OnFeedback(now time.Time, f Feedback) {
 		q0 += c.standingQueue(now, dt, f.Queue, f.RTT, q0)
 	}
 	q := float64(f.Queue) / float64(q0)
-	if q >= 0.5 || c.lossFrac > lossyFrac {
-		c.found = true
+	if !c.found {
+		switch {
+		case q < 0.5:
+			c.queuedSince = time.Time{}
+		case c.queuedSince.IsZero():
+			c.queuedSince = now
+		}
+		if (!c.queuedSince.IsZero() && now.Sub(c.queuedSince) >= max(searchQueue, rtt/4)) || c.lossFrac > lossyFrac {
+			c.found = true
+			c.queueMax = window.Max[time.Duration]{}
+			c.queueMaxSince = now
+		}
+	}
+	empty := false
+	if c.found {
+		win := max(emptyWindow, emptyRTTs*rtt)
+		m := c.queueMax.Update(now, f.Queue, win)
+		// Heavy loss without a queue is a path that drops what exceeds it
+		// (see the ceiling below), not room.
+		empty = now.Sub(c.queueMaxSince) >= win && m < q0/4 && c.lossFrac <= lossyFrac
 	}
 	dmax := 0.0
 	if c.deliveryMature(now, f.RTT) {
@@ -225,9 +265,9 @@ func (c *Controller) OnFeedback(now time.Time, f Feedback) {
 	}
 	if q < 1 {
 		g := growth
-		// Searching, or far below what the path carried lately (after a
-		// cut, a stall, a pause): grow fast.
-		if !c.found || c.rate < dmax/2 {
+		// Searching, on a path that stays empty, or far below what the
+		// path carried lately (after a cut, a stall, a pause): grow fast.
+		if !c.found || empty || c.rate < dmax/2 {
 			g = startGrowth
 		}
 		c.rate *= 1 + g*(1-q)*k
@@ -259,7 +299,7 @@ func (c *Controller) OnFeedback(now time.Time, f Feedback) {
 	if dmax > 0 && (c.found || c.lossFrac > lossyFrac) {
 		h := headroom
 		switch {
-		case !c.found:
+		case !c.found || empty:
 			h = startHeadroom
 		case c.lossFrac > lossyFrac:
 			h = lossyHeadroom

@@ -388,3 +388,66 @@ func TestFluidBesideCubic(t *testing.T) {
 		}
 	}
 }
+
+// TestSearchOutlastsAReceiverPause: one report of a queue (a receiver that
+// paused for a disk write) does not end the search for the path's rate; a
+// queue that lasts does.
+func TestSearchOutlastsAReceiverPause(t *testing.T) {
+	rtt := 100 * time.Millisecond
+	c := New(Limits{Target: 1000 * mbit}, t0)
+	now := feed(c, t0, 20, 5*time.Millisecond, Feedback{RTT: rtt})
+	now = feed(c, now, 1, 5*time.Millisecond, Feedback{RTT: rtt, Queue: 20 * time.Millisecond})
+	now = feed(c, now, 1, 5*time.Millisecond, Feedback{RTT: rtt})
+	if c.State().Found {
+		t.Fatal("a single 20 ms queue report ended the search")
+	}
+	before := c.Rate()
+	now = feed(c, now, 20, 5*time.Millisecond, Feedback{RTT: rtt})
+	if grew := c.Rate() / before; grew < 1.5 {
+		t.Errorf("after the pause the search grew the rate %.2f× in one round trip, want ≥ 1.5×", grew)
+	}
+	// A queue standing for a quarter of a round trip ends it.
+	feed(c, now, int(rtt/4/(5*time.Millisecond))+1, 5*time.Millisecond, Feedback{RTT: rtt, Queue: 8 * time.Millisecond})
+	if !c.State().Found {
+		t.Error("a queue standing for a quarter of a round trip did not end the search")
+	}
+}
+
+// TestEmptyPathAfterSearchGrowsFast: when the search ended early (at a rate
+// far below the path's) and the queue then stays empty, the rate grows as
+// fast as in the search, not by 10% per round trip.
+func TestEmptyPathAfterSearchGrowsFast(t *testing.T) {
+	rtt := 100 * time.Millisecond
+	c := New(Limits{Target: 1000 * mbit}, t0)
+	now := feed(c, t0, 10, 5*time.Millisecond, Feedback{RTT: rtt, Queue: 8 * time.Millisecond})
+	if !c.State().Found {
+		t.Fatal("setup: the search did not end")
+	}
+	start := c.Rate()
+	// Ten round trips with an empty queue, delivery keeping up.
+	for i := 0; i < 200; i++ {
+		now = now.Add(5 * time.Millisecond)
+		sent := c.Rate() * 0.005
+		c.OnFeedback(now, Feedback{RTT: rtt, Sent: sent, Delivered: sent})
+	}
+	if grew := c.Rate() / start; grew < 8 {
+		t.Errorf("ten round trips on an empty path grew the rate %.1f× (%.0f → %.0f Mbit/s), want ≥ 8×", grew, start/mbit, c.Rate()/mbit)
+	}
+}
+
+func TestStartRate(t *testing.T) {
+	tests := []struct {
+		lim  Limits
+		want float64
+	}{
+		{Limits{Target: 1000 * mbit}, 10 * mbit},
+		{Limits{Target: 1000 * mbit, Start: 300 * mbit}, 300 * mbit},
+		{Limits{Target: 100 * mbit, Start: 300 * mbit}, 100 * mbit}, // within the target
+		{Limits{Target: 100 * mbit, Min: 50 * mbit, Start: 20 * mbit}, 50 * mbit},
+	}
+	for _, tc := range tests {
+		if got := New(tc.lim, t0).Rate(); math.Abs(got-tc.want) > 1 {
+			t.Errorf("New(%+v) starts at %.1f Mbit/s, want %.1f", tc.lim, got/mbit, tc.want/mbit)
+		}
+	}
+}
