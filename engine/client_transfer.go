@@ -226,7 +226,19 @@ func (c *Client) Upload(ctx context.Context, req UploadRequest) (Result, error) 
 	if err != nil {
 		return res, wrapTransferErr("upload", req.Bucket, req.Key, err)
 	}
+	c.rememberPath(res)
 	return res, nil
+}
+
+// rememberPath records a finished transfer's rate in the path memory, when
+// it moved enough data to say something about the path.
+func (c *Client) rememberPath(res Result) {
+	if c.cfg.PathMemory == "" || res.Size-res.Skipped < pathMemoryMinBytes {
+		return
+	}
+	if err := rememberPathRate(c.cfg.PathMemory, c.addr, int64(res.Goodput()), time.Now()); err != nil {
+		c.log.Warn("could not record the path's rate; the next transfer starts slower", "err", err)
+	}
 }
 
 // wrapTransferErr names the operation and object, unless the server's
@@ -487,6 +499,7 @@ func (c *Client) Download(ctx context.Context, req DownloadRequest) (Result, err
 	if err != nil {
 		return res, wrapTransferErr("download", req.Bucket, req.Key, err)
 	}
+	c.rememberPath(res)
 	return res, nil
 }
 

@@ -146,6 +146,9 @@ type helloReq struct {
 	Target     int64  `json:"target_bps,omitempty"`
 	Min        int64  `json:"min_bps,omitempty"`
 	Policy     string `json:"policy,omitempty"`
+	// Start is the rate the server's sender begins at, from the client's
+	// memory of the path (0: the controller's default).
+	Start int64 `json:"start_bps,omitempty"`
 }
 
 type helloResp struct {

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -565,5 +566,69 @@ func TestListWithMeta(t *testing.T) {
 	}
 	if plain.Markers != nil {
 		t.Fatalf("markers without WithMeta: %+v", plain.Markers)
+	}
+}
+
+// TestPathMemoryStartsTheNextSession: a client with a path memory records
+// what a large transfer reached (not what a small one did), and its next
+// session to the server starts at half of it, on both ends.
+func TestPathMemoryStartsTheNextSession(t *testing.T) {
+	n := startNode(t, nil, "")
+	mem := filepath.Join(n.dir, "client", "paths.json")
+	withMemory := func(cfg *ClientConfig) { cfg.PathMemory = mem }
+	c, err := n.dial(t, withMemory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload := randomBytes(pathMemoryMinBytes+1<<20, 7)
+	up, err := c.Upload(context.Background(), UploadRequest{Bucket: "photos", Key: "big", Source: bytes.NewReader(payload), Size: int64(len(payload))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := readPaths(mem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := n.srv.Addr().String()
+	rec, ok := m[addr]
+	if !ok || rec.Rate != int64(up.Goodput()) {
+		t.Fatalf("memory after a %d-byte upload: %v, want %s at %d bit/s", len(payload), m, addr, int64(up.Goodput()))
+	}
+	if _, err := c.Upload(context.Background(), UploadRequest{Bucket: "photos", Key: "small", Source: bytes.NewReader(payload[:1<<20]), Size: 1 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := readPaths(mem); m[addr] != rec {
+		t.Errorf("a 1 MiB upload changed the memory to %v", m[addr])
+	}
+	c.Close()
+
+	c2, err := n.dial(t, withMemory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := float64(rec.Rate/2) / 8
+	sess := c2.cc.sess
+	sess.mu.Lock()
+	got := sess.cc.Rate()
+	sess.mu.Unlock()
+	if math.Abs(got-want) > 1 {
+		t.Errorf("the next session's sender starts at %.0f B/s, want half the remembered rate, %.0f", got, want)
+	}
+	var srvSess *session
+	n.srv.mu.Lock()
+	for sc := range n.srv.conns {
+		if s, err := sc.session(); err == nil && s.id == sess.id {
+			srvSess = s
+		}
+	}
+	n.srv.mu.Unlock()
+	if srvSess == nil {
+		t.Fatal("the server has no session for the new connection")
+	}
+	srvSess.mu.Lock()
+	got = srvSess.cc.Rate()
+	srvSess.mu.Unlock()
+	if math.Abs(got-want) > 1 {
+		t.Errorf("the server's sender starts at %.0f B/s, want %.0f", got, want)
 	}
 }

@@ -577,7 +577,7 @@ func (c *serverConn) hello(req helloReq) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	lim := congestion.Limits{Target: float64(req.Target) / 8, Min: float64(req.Min) / 8, Policy: req.Policy}
+	lim := congestion.Limits{Target: float64(req.Target) / 8, Min: float64(req.Min) / 8, Policy: req.Policy, Start: float64(max(req.Start, 0)) / 8}
 	sess, err := newSession(c.srv.ep, sessionParams{
 		id: id, cipher: string(cipher), sendKey: s2c, recvKey: c2s,
 		packetSize: req.PacketSize, limits: lim,

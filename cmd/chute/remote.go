@@ -179,7 +179,7 @@ func (o *clientOptions) config(env *Env, loc Location) (engine.ClientConfig, err
 	}
 	return engine.ClientConfig{
 		User: loc.User, Signer: signer, KnownHosts: kh, Cipher: cipher, Rate: r,
-		PacketSize: o.packetSize, Logger: env.Logger,
+		PacketSize: o.packetSize, PathMemory: filepath.Join(home, "paths.json"), Logger: env.Logger,
 	}, nil
 }
 
