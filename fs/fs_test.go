@@ -476,3 +476,27 @@ func TestChangedObjectIsReadAfresh(t *testing.T) {
 	copy(want[10:], "XYZ")
 	equalBytes(t, "read after a write", mustRead(t, tm.path("f")), want)
 }
+
+// TestOverwriteDoesNotFetch: writing over an existing file with O_TRUNC (as
+// cp does) uploads the new bytes once and never downloads the old ones.
+func TestOverwriteDoesNotFetch(t *testing.T) {
+	tm := mountFake(t, nil)
+	old := randomBytes(4<<20, 3)
+	tm.fake.Store(testBucket, "f", old, cos.Meta{})
+	tm.m.cache.Forget()
+	down := tm.fake.DownloadedBytes()
+	ups := tm.fake.Calls("upload") + tm.fake.Calls("put")
+	patch := randomBytes(300<<10, 4)
+	mustWrite(t, tm.path("f"), patch)
+	if n := tm.fake.DownloadedBytes() - down; n != 0 {
+		t.Errorf("overwriting a 4 MiB object with O_TRUNC downloaded %d bytes of it", n)
+	}
+	if n := tm.fake.Calls("upload") + tm.fake.Calls("put") - ups; n != 1 {
+		t.Errorf("overwriting took %d uploads, want 1", n)
+	}
+	got, ok := tm.object("f")
+	if !ok {
+		t.Fatal("f is not on the server")
+	}
+	equalBytes(t, "server copy", got, patch)
+}

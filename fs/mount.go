@@ -138,6 +138,10 @@ func Mount(ctx context.Context, opt Options) (*Mounted, error) {
 		MaxReadAhead:  1 << 20,
 		MaxBackground: 64,
 		DisableXAttrs: true,
+		// O_TRUNC reaches Open: without it the kernel opens without the
+		// flag and truncates after, and an existing object would be
+		// fetched whole only to be thrown away (cp over a file does that).
+		ExtraCapabilities: fuse.CAP_ATOMIC_O_TRUNC,
 	}
 	if opt.ReadOnly {
 		mopts.Options = append(mopts.Options, "ro")
