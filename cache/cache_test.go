@@ -3,6 +3,8 @@ package cache
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -514,5 +516,80 @@ func TestCacheFolderInUse(t *testing.T) {
 	_, err := Open(context.Background(), Options{Dir: dir, Remote: fake, Bucket: bucket})
 	if err == nil || !strings.Contains(err.Error(), "--cache-dir") {
 		t.Fatalf("second Open of one folder: %v", err)
+	}
+}
+
+// TestWritesInOrderCarryTheirChecksum: a file written in order from the
+// start is uploaded with the SHA-256 hashed as it was written (the engine
+// then need not read it again); a file written any other way claims none,
+// and the engine computes it.
+func TestWritesInOrderCarryTheirChecksum(t *testing.T) {
+	fake := cachetest.NewFake()
+	c := openTest(t, fake, t.TempDir(), nil)
+	defer closeTest(t, c)
+	ctx := context.Background()
+	data := randomData(3<<20+17, 21)
+	third := int64(len(data) / 3)
+	tests := []struct {
+		name   string
+		write  func(s *Staged) error
+		claims bool
+	}{
+		{"in order", func(s *Staged) error {
+			for off := int64(0); off < int64(len(data)); off += third {
+				if _, err := s.WriteAt(data[off:min(off+third, int64(len(data)))], off); err != nil {
+					return err
+				}
+			}
+			return nil
+		}, true},
+		{"emptied and written again", func(s *Staged) error {
+			if _, err := s.WriteAt(data[:100], 0); err != nil {
+				return err
+			}
+			if err := s.Truncate(0); err != nil {
+				return err
+			}
+			_, err := s.WriteAt(data, 0)
+			return err
+		}, true},
+		{"out of order", func(s *Staged) error {
+			if _, err := s.WriteAt(data[third:], third); err != nil {
+				return err
+			}
+			_, err := s.WriteAt(data[:third], 0)
+			return err
+		}, false},
+		{"overwritten", func(s *Staged) error {
+			if _, err := s.WriteAt(data, 0); err != nil {
+				return err
+			}
+			_, err := s.WriteAt(data[10:20], 10)
+			return err
+		}, false},
+	}
+	for _, tc := range tests {
+		s, err := c.Create(ctx, tc.name, 0o644, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tc.write(s); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if err := s.Flush(ctx); err != nil {
+			t.Fatalf("%s: flush: %v", tc.name, err)
+		}
+		s.Release()
+		got, info, ok := fake.Object(bucket, tc.name)
+		if !ok || !bytes.Equal(got, data) {
+			t.Fatalf("%s: stored object differs", tc.name)
+		}
+		sum := sha256.Sum256(data)
+		switch {
+		case tc.claims && info.Meta.SHA256 != hex.EncodeToString(sum[:]):
+			t.Errorf("%s: uploaded with checksum %q, want the data's %x", tc.name, info.Meta.SHA256, sum)
+		case !tc.claims && info.Meta.SHA256 != "":
+			t.Errorf("%s: uploaded claiming checksum %q for bytes not hashed in order", tc.name, info.Meta.SHA256)
+		}
 	}
 }

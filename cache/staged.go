@@ -2,8 +2,11 @@ package cache
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"path"
@@ -34,6 +37,11 @@ type Staged struct {
 	// closed when it drops to zero.
 	changing int
 	idle     chan struct{}
+	// sum hashes the bytes while they are written in order from the start
+	// (as cp and most writers write), so the upload needs no second read
+	// of the file for its SHA-256; any other change drops it (nil).
+	sum    hash.Hash
+	summed int64
 }
 
 type uploadRun struct {
@@ -212,6 +220,12 @@ func (s *Staged) WriteAt(p []byte, off int64) (int, error) {
 			if n > 0 {
 				s.rec.Size = max(s.rec.Size, off+int64(n))
 				s.changedLocked()
+				if s.sum != nil && off == s.summed {
+					s.sum.Write(p[:n])
+					s.summed += int64(n)
+				} else {
+					s.sum = nil
+				}
 			}
 		}
 		key := s.rec.Key
@@ -247,6 +261,12 @@ func (s *Staged) Truncate(size int64) error {
 	}
 	s.rec.Size = size
 	s.changedLocked()
+	switch {
+	case size == 0:
+		s.sum, s.summed = sha256.New(), 0
+	case size != s.summed:
+		s.sum = nil
+	}
 	return nil
 }
 
@@ -269,6 +289,7 @@ func (s *Staged) Allocate(off, size int64, mode uint32) error {
 	if mode == 0 && off+size > s.rec.Size {
 		s.rec.Size = off + size
 		s.changedLocked()
+		s.sum = nil
 	}
 	return nil
 }
@@ -391,9 +412,13 @@ func (s *Staged) upload(ctx context.Context, yield bool) error {
 		}
 		s.persistOrLogLocked()
 		key := s.rec.Key
+		meta := s.metaLocked()
+		if s.sum != nil && s.summed == s.rec.Size {
+			meta.SHA256 = hex.EncodeToString(s.sum.Sum(nil))
+		}
 		req := engine.UploadRequest{
 			Bucket: c.opt.Bucket, Key: key, Source: s.f, Size: s.rec.Size,
-			Meta: s.metaLocked(), State: s.rec.Resume, Rate: c.opt.Rate,
+			Meta: meta, State: s.rec.Resume, Rate: c.opt.Rate,
 			OnCheckpoint: func(st []byte) {
 				s.mu.Lock()
 				defer s.mu.Unlock()
@@ -557,7 +582,7 @@ func (c *Cache) openStaged(ctx context.Context, key string, how openHow, meta co
 	s := &Staged{c: c, id: id, f: f, rec: stagedRecord{
 		ID: id, Key: key, Mtime: time.Now(), Mode: meta.Mode, UID: meta.UID, GID: meta.GID,
 		State: StateDirty, TransferID: newID(),
-	}}
+	}, sum: sha256.New()}
 	fail := func(err error) (*Staged, error) {
 		f.Close()
 		os.Remove(c.stagedPath(id))
@@ -578,6 +603,7 @@ func (c *Cache) openStaged(ctx context.Context, key string, how openHow, meta co
 				}
 				s.rec.Size, s.rec.Mtime, s.rec.ETag = e.Size, e.Mtime, e.ETag
 				s.rec.State = StateUploaded
+				s.sum = nil
 			}
 		case isNotFound(err):
 			// A file known to the kernel but gone from the server: start empty.

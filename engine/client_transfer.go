@@ -278,11 +278,16 @@ func (c *Client) upload(ctx context.Context, t *transfer, req UploadRequest, pol
 		return Result{Object: o.info(), SHA256: meta.SHA256, Verified: VerifiedSHA256}, nil
 	}
 
-	// Hash the source while the bytes go out.
+	// Hash the source while the bytes go out, unless the caller knows its
+	// checksum (the server checks the bytes it got against it either way).
 	var shaOnce sync.Once
 	shaCh := make(chan struct{})
 	var sha string
 	var shaErr error
+	if req.Meta.SHA256 != "" {
+		sha = req.Meta.SHA256
+		shaOnce.Do(func() { close(shaCh) })
+	}
 	hashSource := func() {
 		shaOnce.Do(func() {
 			go func() {

@@ -632,3 +632,33 @@ func TestPathMemoryStartsTheNextSession(t *testing.T) {
 		t.Errorf("the server's sender starts at %.0f B/s, want %.0f", got, want)
 	}
 }
+
+// TestUploadWithKnownChecksum: a caller that knows the source's SHA-256
+// (the mount, which hashes as it is written) spares the engine reading the
+// source for it; a wrong one fails the upload and stores nothing.
+func TestUploadWithKnownChecksum(t *testing.T) {
+	n := startNode(t, nil, "")
+	c := n.client(t)
+	ctx := context.Background()
+	payload := randomBytes(smallUpload+3<<20, 11)
+	for _, tc := range []struct {
+		key, sum string
+		ok       bool
+	}{
+		{"right", sha(payload), true},
+		{"wrong", sha(payload[1:]), false},
+	} {
+		res, err := c.Upload(ctx, UploadRequest{Bucket: "photos", Key: tc.key, Source: bytes.NewReader(payload), Size: int64(len(payload)),
+			Meta: cos.Meta{SHA256: tc.sum}})
+		if tc.ok && (err != nil || res.SHA256 != sha(payload)) {
+			t.Fatalf("%s: upload with the right checksum: %v (sha %s)", tc.key, err, res.SHA256)
+		}
+		if !tc.ok && !errors.Is(err, ErrChecksum) {
+			t.Fatalf("%s: upload with a wrong checksum: %v, want ErrChecksum", tc.key, err)
+		}
+		_, err = c.Stat(ctx, "photos", tc.key)
+		if tc.ok != (err == nil) {
+			t.Errorf("%s: stat after the upload: %v", tc.key, err)
+		}
+	}
+}

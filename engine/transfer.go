@@ -144,7 +144,10 @@ type UploadRequest struct {
 	Source io.ReaderAt // read concurrently at any offset; must not change during the transfer
 	Size   int64
 	// Meta is the object's metadata (mtime, mode, uid, gid). The engine fills
-	// in Meta.SHA256 itself.
+	// in Meta.SHA256 by reading Source, unless the caller sets it (to the
+	// hex SHA-256 of Source, computed as the bytes were written, say): the
+	// server then checks what it received against that, and a wrong value
+	// fails the upload with ErrChecksum rather than storing anything.
 	Meta cos.Meta
 	// Resume is how to decide what the server already has; "" is sparse.
 	Resume ResumePolicy

@@ -8,6 +8,8 @@ package cachetest
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -474,9 +476,16 @@ func (f *Fake) Upload(ctx context.Context, req engine.UploadRequest) (engine.Res
 	if err := ctx.Err(); err != nil {
 		return engine.Result{}, err
 	}
+	// As the server does: the bytes must match the checksum the caller
+	// claims, if it claims one; the stored object records it.
+	sum := sha256.Sum256(p.data)
+	meta := req.Meta
+	if meta.SHA256 != "" && meta.SHA256 != hex.EncodeToString(sum[:]) {
+		return engine.Result{}, fmt.Errorf("upload %s: %w: the bytes received hash to %x, the client says %s", req.Key, engine.ErrChecksum, sum, meta.SHA256)
+	}
 	f.mu.Lock()
 	delete(f.uploads, p.id)
-	info := f.storeLocked(req.Bucket, req.Key, p.data, req.Meta)
+	info := f.storeLocked(req.Bucket, req.Key, p.data, meta)
 	f.mu.Unlock()
 	f.commits.Add(1)
 	return engine.Result{
