@@ -43,6 +43,21 @@ func closeTest(t *testing.T, c *Cache) {
 
 func fill(n int, b byte) []byte { return bytes.Repeat([]byte{b}, n) }
 
+// openObject looks key up (at the bucket's top) and opens it for reading.
+func openObject(t *testing.T, c *Cache, key string) *Reader {
+	t.Helper()
+	ctx := context.Background()
+	e, err := c.Lookup(ctx, "", key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.OpenRead(ctx, key, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
 func writeFile(t *testing.T, c *Cache, key string, data []byte) *Staged {
 	t.Helper()
 	s, err := c.Create(context.Background(), key, 0o100644, nil, nil)
@@ -197,14 +212,7 @@ func TestEvictionSparesStagedAndOpen(t *testing.T) {
 	defer closeTest(t, c)
 	fake.HoldUploads()
 	read := func(key string) *Reader {
-		e, err := c.Lookup(ctx, "", key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r, err := c.OpenRead(ctx, key, e)
-		if err != nil {
-			t.Fatal(err)
-		}
+		r := openObject(t, c, key)
 		buf := make([]byte, 1<<20)
 		if n, err := r.ReadAt(ctx, buf, 0); err != nil || n != len(buf) || buf[0] != key[0] {
 			t.Fatalf("read %s: %d %v", key, n, err)
@@ -265,11 +273,7 @@ func TestEvictionOrder(t *testing.T) {
 	c := openTest(t, fake, t.TempDir(), nil)
 	defer closeTest(t, c)
 	for _, k := range []string{"a", "b", "c", "a"} { // b is now the oldest
-		e, _ := c.Lookup(ctx, "", k)
-		r, err := c.OpenRead(ctx, k, e)
-		if err != nil {
-			t.Fatal(err)
-		}
+		r := openObject(t, c, k)
 		if _, err := r.ReadAt(ctx, make([]byte, 10), 0); err != nil {
 			t.Fatal(err)
 		}
@@ -297,14 +301,7 @@ func TestBlockRecordsPersist(t *testing.T) {
 	fake.Store(bucket, "o", data, cos.Meta{})
 	dir := t.TempDir()
 	readAll := func(c *Cache) {
-		e, err := c.Lookup(ctx, "", "o")
-		if err != nil {
-			t.Fatal(err)
-		}
-		r, err := c.OpenRead(ctx, "o", e)
-		if err != nil {
-			t.Fatal(err)
-		}
+		r := openObject(t, c, "o")
 		defer r.Close()
 		buf := make([]byte, len(data))
 		for off := 0; off < len(buf); off += 128 << 10 {
@@ -349,14 +346,7 @@ func TestReadersTakeBytesAsTheyArrive(t *testing.T) {
 	fake.Store(bucket, "o", data, cos.Meta{})
 	c := openTest(t, fake, t.TempDir(), nil)
 	defer closeTest(t, c)
-	e, err := c.Lookup(ctx, "", "o")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := c.OpenRead(ctx, "o", e)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := openObject(t, c, "o")
 	defer r.Close()
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
