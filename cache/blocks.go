@@ -437,7 +437,9 @@ func (c *Cache) runFetch(it *blockItem, f *fetchRun) {
 		return
 	}
 	req := engine.DownloadRequest{
-		Bucket: c.opt.Bucket, Key: key, Offset: f.r.Off, Length: f.r.Len, Dest: volatile{file}, Rate: c.opt.Rate,
+		Bucket: c.opt.Bucket, Key: key, Offset: f.r.Off, Length: f.r.Len, Dest: file, Volatile: true, Rate: c.opt.Rate,
+		// Cached blocks need no durability (their records are dropped after
+		// an unclean stop) and readers take them from the page cache.
 		OnData: func(off, n int64) {
 			it.mu.Lock()
 			it.have = it.have.add(off, n)
@@ -473,14 +475,6 @@ func (c *Cache) runFetch(it *blockItem, f *fetchRun) {
 	c.finishFetch(it, f, err)
 	c.kickEvict()
 }
-
-// volatile hides the *os.File of a block file from the engine, which
-// would otherwise push each received range to disk at once (right for a
-// download the user keeps, where it spreads out the final fsync). Cached
-// blocks need no durability — their records are dropped after an unclean
-// stop — and a reader takes them from the page cache: pushing them out
-// doubled the disk writes of a read through the mount.
-type volatile struct{ io.WriterAt }
 
 func (c *Cache) finishFetch(it *blockItem, f *fetchRun, err error) {
 	it.mu.Lock()

@@ -23,7 +23,7 @@ func BenchmarkReceivePath(b *testing.B) {
 	defer s.close(nil)
 	const n = 1 << 16
 	size := int64(n) * int64(s.payloadSize)
-	r := newRecvStream(1, discardAt{}, ranges.Of(ranges.Range{Off: 0, Len: size * 1000}), nil)
+	r := newRecvStream(1, discardAt{}, ranges.Of(ranges.Range{Off: 0, Len: size * 1000}), nil, false)
 	s.addRecv(r)
 	sealer, _ := wire.NewSealer(wire.AES256GCM, c2s)
 	payload := make([]byte, s.payloadSize)
@@ -44,7 +44,7 @@ func BenchmarkReceivePath(b *testing.B) {
 			// Start a fresh stream so offsets stay new.
 			s.removeRecv(1)
 			r.close()
-			r = newRecvStream(1, discardAt{}, ranges.Of(ranges.Range{Off: 0, Len: size}), nil)
+			r = newRecvStream(1, discardAt{}, ranges.Of(ranges.Range{Off: 0, Len: size}), nil, false)
 			s.addRecv(r)
 			s.dataWin = wire.ReplayWindow{}
 			s.acks = ackState{}

@@ -528,7 +528,7 @@ func (c *Client) download(ctx context.Context, t *transfer, req DownloadRequest)
 	}
 	want := needOf(req.Offset, end-req.Offset, req.Have)
 	stream := c.stream.Add(1)
-	r := newRecvStream(stream, req.Dest, want, req.OnData)
+	r := newRecvStream(stream, req.Dest, want, req.OnData, req.Volatile)
 	cc.sess.addRecv(r)
 	defer func() {
 		cc.sess.removeRecv(stream)

@@ -186,7 +186,7 @@ func (c *serverConn) startUpload(ctx context.Context, req uploadReq, reset bool)
 	for _, r := range have {
 		want.Remove(r.Off, r.Len)
 	}
-	u.recv = newRecvStream(req.Stream, u.file, want, nil)
+	u.recv = newRecvStream(req.Stream, u.file, want, nil, false)
 	sess.addRecv(u.recv)
 	c.mu.Lock()
 	c.uploads[req.Stream] = u

@@ -113,7 +113,7 @@ func (p *pair) transfer(id uint32, data []byte, timeout time.Duration) (time.Dur
 	size := int64(len(data))
 	want := ranges.Of(ranges.Range{Off: 0, Len: size})
 	dest := &memFile{buf: make([]byte, 0, size)}
-	r := newRecvStream(id, dest, want, nil)
+	r := newRecvStream(id, dest, want, nil, false)
 	p.b.addRecv(r)
 	st := newSendStream(id, readerAtSource{r: bytes.NewReader(data), size: size}, want)
 	start := time.Now()

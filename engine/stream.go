@@ -220,6 +220,8 @@ type recvStream struct {
 	id     uint32
 	dest   io.WriterAt
 	onData func(off, n int64)
+	// volatile: dest needs no early writeback (DownloadRequest.Volatile).
+	volatile bool
 
 	mu       sync.Mutex
 	want     *ranges.Set // bytes to receive
@@ -257,18 +259,21 @@ type wblock struct {
 
 var blockPool = sync.Pool{New: func() any { b := make([]byte, recvBlockSize); return &b }}
 
-func newRecvStream(id uint32, dest io.WriterAt, want *ranges.Set, onData func(off, n int64)) *recvStream {
+// newRecvStream receives want into dest; volatile says dest needs no
+// early writeback (see DownloadRequest.Volatile).
+func newRecvStream(id uint32, dest io.WriterAt, want *ranges.Set, onData func(off, n int64), volatile bool) *recvStream {
 	r := &recvStream{
-		id:      id,
-		dest:    dest,
-		onData:  onData,
-		want:    want.Clone(),
-		got:     &ranges.Set{},
-		written: &ranges.Set{},
-		blocks:  map[int64]*wblock{},
-		doneCh:  make(chan struct{}),
-		changed: make(chan struct{}),
-		writeq:  make(chan *wblock, 64),
+		id:       id,
+		dest:     dest,
+		onData:   onData,
+		volatile: volatile,
+		want:     want.Clone(),
+		got:      &ranges.Set{},
+		written:  &ranges.Set{},
+		blocks:   map[int64]*wblock{},
+		doneCh:   make(chan struct{}),
+		changed:  make(chan struct{}),
+		writeq:   make(chan *wblock, 64),
 	}
 	if want.Count() == 0 {
 		r.markDone()
@@ -377,7 +382,7 @@ func (r *recvStream) writer() {
 				err = werr
 				break
 			}
-			if f, ok := r.dest.(*os.File); ok {
+			if f, ok := r.dest.(*os.File); ok && !r.volatile {
 				startWriteback(f, b.off+h.Off, h.Len)
 			}
 		}

@@ -182,7 +182,12 @@ type DownloadRequest struct {
 	// OnData, if set, is called after bytes [off, off+n) have been written to
 	// Dest. Calls come one at a time.
 	OnData func(off, n int64)
-	Rate   Rate
+	// Volatile says Dest is a cache whose bytes need not reach the disk
+	// early: an *os.File Dest otherwise has each received range pushed to
+	// disk at once, so that the final fsync of a download the user keeps
+	// has little left to do.
+	Volatile bool
+	Rate     Rate
 }
 
 // State is where a transfer is in its life.
