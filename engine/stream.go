@@ -126,6 +126,9 @@ func (st *sendStream) next(now time.Time, max int) (off int64, n int, retrans bo
 		st.deactivate()
 		return 0, 0, false, 0
 	}
+	if r.Len <= int64(max) && st.unsent.Count() == 1 && st.sess != nil {
+		st.sess.log.Debug("last new bytes sent", "stream", st.id, "unacked", st.pending.Size())
+	}
 	ready := st.src.ready(r.Off)
 	if ready <= 0 {
 		if st.sess != nil {
@@ -166,6 +169,9 @@ func (st *sendStream) acked(off, n int64) {
 		st.src.release(1 << 62)
 		st.deactivate()
 		st.finish(nil)
+		if st.sess != nil {
+			st.sess.log.Debug("every byte acknowledged", "stream", st.id)
+		}
 	}
 }
 
