@@ -110,6 +110,8 @@ type sessionCounters struct {
 	spurious     atomic.Int64 // packets declared lost, then acked
 	starved      atomic.Int64 // times a stream had nothing ready to send
 	paced        atomic.Int64 // times the sender waited for the pacer
+	batches      atomic.Int64 // sends of a batch of data packets
+	dataPackets  atomic.Int64 // data packets sent
 }
 
 // sessionParams configures a session.
@@ -594,6 +596,11 @@ func (s *session) declareLost(pn uint64, p *sentPacket) {
 // maxSendBatch is the most packets one pass of the send loop sends.
 const maxSendBatch = 32
 
+// pacingQuantum is the longest a paced sender waits to send a batch at
+// once (a batch is at most maxSendBatch packets): the bursts it makes are
+// this short at the rate, well under any queue the controller aims for.
+const pacingQuantum = time.Millisecond
+
 // plan is one data packet chosen for sending.
 type plan struct {
 	st      *sendStream
@@ -637,7 +644,8 @@ func (s *session) sendLoop() {
 				"delivery_max_mbps", int(cs.DeliveryMax*8/1e6), "loss", cs.LossFrac, "found", cs.Found, "competing", cs.Competing, "queue", s.lastQueue,
 				"srtt", s.rtt.smoothed, "inflight", s.inflightB,
 				"streams", len(s.order), "lost_order", s.counters.lostByOrder.Load(), "lost_time", s.counters.lostByTime.Load(),
-				"lost_pto", s.counters.lostByPTO.Load(), "starved", s.counters.starved.Load(), "paced", s.counters.paced.Load())
+				"lost_pto", s.counters.lostByPTO.Load(), "starved", s.counters.starved.Load(), "paced", s.counters.paced.Load(),
+				"packets", s.counters.dataPackets.Load(), "batches", s.counters.batches.Load())
 			lastReport = time.Now()
 			s.mu.Unlock()
 		}
@@ -685,6 +693,8 @@ func (s *session) sendLoop() {
 				i = j
 			}
 			if len(msgs) > 0 {
+				s.counters.batches.Add(1)
+				s.counters.dataPackets.Add(int64(len(msgs)))
 				if err := s.ep.write(msgs); err != nil {
 					s.log.Debug("udp write failed", "err", err)
 				}
@@ -741,11 +751,15 @@ func (s *session) plan(now time.Time, out *[]plan) time.Duration {
 	if s.inflightB >= capB {
 		return pto
 	}
+	// Send in batches, not packet by packet as tokens come (or as each
+	// ack wakes the loop): a send per packet costs a system call per packet
+	// here and defeats segmentation offload on both ends.
 	need := float64(s.packetSize)
+	quantum := max(need, min(float64(maxSendBatch)*need, s.cc.Rate()*pacingQuantum.Seconds()))
 	avail := s.pacer.Available(now)
-	if avail < need {
+	if avail < quantum {
 		s.counters.paced.Add(1)
-		return max(s.pacer.Wait(now, need), 50*time.Microsecond)
+		return max(s.pacer.Wait(now, quantum), 50*time.Microsecond)
 	}
 	budget := min(int(avail/need), maxSendBatch)
 	var earliest time.Duration // soonest a capped or starved stream could go
