@@ -68,7 +68,13 @@ func (s *storeSource) ready(off int64) int64 {
 	return 0
 }
 
+// errReleased is ReadAt's answer for bytes the client has acknowledged
+// since the sender chose to send them again: there is nothing to send.
 var errReleased = errors.New("bytes already released")
+
+// chunkPool recycles the store reads' buffers (storeChunk bytes each):
+// fresh ones cost page faults and zeroing for every byte served.
+var chunkPool = sync.Pool{New: func() any { b := make([]byte, storeChunk); return &b }}
 
 func (s *storeSource) ReadAt(p []byte, off int64) (int, error) {
 	s.mu.Lock()
@@ -102,6 +108,12 @@ func (s *storeSource) release(off int64) {
 	for _, g := range s.segs {
 		if g.off+int64(len(g.data)) <= off {
 			s.loaded -= int64(len(g.data))
+			// ReadAt copies under mu and finds no segment for these
+			// bytes from now on, so the buffer is free.
+			if cap(g.data) == storeChunk {
+				b := g.data[:storeChunk]
+				chunkPool.Put(&b)
+			}
 			continue
 		}
 		keep = append(keep, g)
@@ -159,7 +171,7 @@ func (s *storeSource) load(ctx context.Context, store cos.Store, bucket, key str
 				rc.Close()
 				return
 			}
-			buf := make([]byte, min(int64(storeChunk), r.End()-pos))
+			buf := (*chunkPool.Get().(*[]byte))[:min(int64(storeChunk), r.End()-pos)]
 			n, err := io.ReadFull(rc, buf)
 			if n > 0 {
 				if s.hash != nil {

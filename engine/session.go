@@ -672,7 +672,12 @@ func (s *session) sendLoop() {
 					total += plans[k].n
 				}
 				if err := plans[i].st.read(run[:total], plans[i].off); err != nil {
-					s.failStream(plans[i].st, err)
+					// Bytes acknowledged since they were chosen need no
+					// packet; their numbers are soon declared lost, which
+					// resends nothing.
+					if !errors.Is(err, errReleased) {
+						s.failStream(plans[i].st, err)
+					}
 					i = j
 					continue
 				}
