@@ -533,6 +533,7 @@ func (c *Client) download(ctx context.Context, t *transfer, req DownloadRequest)
 	defer func() {
 		cc.sess.removeRecv(stream)
 		r.close()
+		r.wait() // the caller owns Dest again once Download returns
 	}()
 	var failed error
 	failedCh := make(chan struct{})

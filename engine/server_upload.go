@@ -494,6 +494,7 @@ func (u *serverUpload) loop() {
 	defer func() {
 		u.partWG.Wait()
 		u.recv.close()
+		u.recv.wait() // no write into u.file after it is closed below
 		if sess, err := u.c.session(); err == nil {
 			sess.removeRecv(u.stream)
 		}

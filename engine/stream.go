@@ -244,6 +244,7 @@ type recvStream struct {
 	qmu     sync.Mutex // guards sending on and closing writeq
 	qclosed bool
 	writeq  chan *wblock
+	wdone   chan struct{} // closed when the writer returns
 
 	pieceBuf, missBuf []ranges.Range // scratch for deliver (under mu)
 }
@@ -280,6 +281,7 @@ func newRecvStream(id uint32, dest io.WriterAt, want *ranges.Set, onData func(of
 		doneCh:   make(chan struct{}),
 		changed:  make(chan struct{}),
 		writeq:   make(chan *wblock, 64),
+		wdone:    make(chan struct{}),
 	}
 	if want.Count() == 0 {
 		r.markDone()
@@ -381,6 +383,7 @@ func (r *recvStream) enqueue(b *wblock) {
 
 // writer writes full (or evicted) blocks to the destination.
 func (r *recvStream) writer() {
+	defer close(r.wdone)
 	for b := range r.writeq {
 		var err error
 		for _, h := range b.have.Ranges() {
@@ -495,8 +498,12 @@ func (r *recvStream) fail(err error) {
 	r.close()
 }
 
+// wait returns when the writer has stopped (after close): from then on
+// the destination is not touched, and its owner may close it.
+func (r *recvStream) wait() { <-r.wdone }
+
 // close stops the writer once queued blocks are written; blocks still
-// open are dropped.
+// open are dropped. It does not wait for the writer (see wait).
 func (r *recvStream) close() {
 	r.mu.Lock()
 	r.closed = true
