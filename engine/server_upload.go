@@ -645,6 +645,7 @@ func (u *serverUpload) startParts(ctx context.Context) {
 		go func(n int, off, size int64) {
 			defer u.partWG.Done()
 			var err error
+			start := time.Now()
 			for attempt := 0; attempt < 4; attempt++ {
 				if attempt > 0 {
 					select {
@@ -666,6 +667,7 @@ func (u *serverUpload) startParts(ctx context.Context) {
 				}
 				u.log.Info("part upload failed; retrying", "part", n, "err", err)
 			}
+			u.log.Debug("part stored", "part", n, "size", size, "took", time.Since(start), "err", err)
 			u.mu.Lock()
 			delete(u.partBusy, n)
 			if err == nil {
