@@ -253,3 +253,37 @@ func newFolderB(b *testing.B) *cos.Folder {
 	}
 	return f
 }
+
+// BenchmarkReaderWindows reads a 64 MiB object from a folder store as a
+// mount's read-ahead does: one Reader per 16 MiB window, one after the
+// other. B/op shows what each window allocates (its chunk buffers are
+// recycled from the windows before).
+func BenchmarkReaderWindows(b *testing.B) {
+	const size, window = 64 << 20, 16 << 20
+	ctx := context.Background()
+	store, err := cos.NewFolder(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := store.CreateBucket(ctx, "bench"); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := store.Put(ctx, "bench", "obj", bytes.NewReader(randomBytes(97, size)), size, cos.Meta{}); err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(size)
+	b.ReportAllocs()
+	for b.Loop() {
+		for off := int64(0); off < size; off += window {
+			r, err := cos.NewReader(ctx, store, "bench", "obj", off, window, cos.ReaderOptions{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			n, err := io.Copy(io.Discard, r)
+			r.Close()
+			if err != nil || n != window {
+				b.Fatalf("window at %d: read %d bytes, %v", off, n, err)
+			}
+		}
+	}
+}

@@ -112,7 +112,7 @@ func (r *Reader) fill() {
 		if k := len(r.free); k > 0 {
 			buf, r.free = r.free[k-1][:n], r.free[:k-1]
 		} else {
-			buf = make([]byte, n, r.chunk)
+			buf = getBuf(n, r.chunk)
 		}
 		f := &fetch{off: r.nextOff, buf: buf, done: make(chan struct{})}
 		r.queue = append(r.queue, f)
@@ -220,6 +220,17 @@ func (r *Reader) Close() error {
 	r.closed = true
 	r.cancel()
 	r.wg.Wait()
+	// No read is in flight, Read copies out and WriteTo's writer may not
+	// keep what it is given: every buffer can serve another Reader.
+	for _, f := range r.queue {
+		putBuf(f.buf)
+	}
+	if r.cur != nil {
+		putBuf(r.cur.buf)
+	}
+	for _, b := range r.free {
+		putBuf(b)
+	}
 	r.queue, r.cur, r.free = nil, nil, nil
 	return nil
 }
