@@ -132,3 +132,20 @@ func TestStoreSourceReleases(t *testing.T) {
 		t.Fatalf("held bytes changed after the pool was used: %v", err)
 	}
 }
+
+// TestDeliveryInPacerUnits checks that the delivery the controller is
+// given counts what the pacer counts: a full packet's payload is the whole
+// packet.
+func TestDeliveryInPacerUnits(t *testing.T) {
+	for _, cipher := range []string{wire.AES256GCM, wire.None} {
+		p := newPair(t, simnet.Link{}, simnet.Link{}, congestion.Limits{}, cipher)
+		s := p.a
+		if got := s.paced(uint64(s.payloadSize)); got != float64(s.packetSize) {
+			t.Errorf("%s: one packet's payload (%d bytes) is %v paced bytes, want the packet's %d", cipher, s.payloadSize, got, s.packetSize)
+		}
+		if got := s.paced(0); got != 0 {
+			t.Errorf("%s: no payload is %v paced bytes", cipher, got)
+		}
+		p.close()
+	}
+}

@@ -529,7 +529,7 @@ func (s *session) onAck(a wire.Ack, now time.Time) {
 
 	delivered := 0.0
 	if a.Bytes > s.ackBytes {
-		delivered = float64(a.Bytes - s.ackBytes)
+		delivered = s.paced(a.Bytes - s.ackBytes)
 		s.ackBytes = a.Bytes
 	}
 	queue := s.queueFilter.Update(now, time.Duration(a.Queue)*time.Microsecond, queueWindow)
@@ -544,6 +544,14 @@ func (s *session) onAck(a wire.Ack, now time.Time) {
 	s.sentSince, s.lostSince = 0, 0
 	s.pacer.SetRate(s.cc.Rate())
 	s.signal()
+}
+
+// paced converts payload bytes, which the receiver counts, into the
+// pacer's units, which count each packet's header and tag too (and so does
+// the controller's rate): a rate set from a payload delivery rate would
+// fall short of the path by the headers' share, 4% at 1400-byte packets.
+func (s *session) paced(payload uint64) float64 {
+	return float64(payload) * float64(s.packetSize) / float64(s.payloadSize)
 }
 
 // detectLoss declares in-flight packets lost by the packet and time
@@ -791,7 +799,7 @@ func (s *session) plan(now time.Time, out *[]plan) time.Duration {
 			s.inflightB += int64(n)
 			s.sentSince += float64(n)
 			s.sentTotal += int64(n)
-			s.pacer.Spend(now, float64(n+wire.ClearLen(wire.TypeData)+16))
+			s.pacer.Spend(now, float64(n+s.packetSize-s.payloadSize))
 			*out = append(*out, plan{st: st, off: off, n: n, pn: pn, retrans: retrans})
 			got++
 		}
