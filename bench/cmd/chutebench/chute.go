@@ -78,6 +78,7 @@ func startChuteServer(ctx context.Context, c *chuteClient, o serverOptions) (*ch
 		args = append(args, "--store", "s3", "--s3-endpoint", o.s3.Endpoint, "--s3-region", o.s3.Region, "--s3-addressing", "path")
 		env = toolEnv("AWS_ACCESS_KEY_ID="+o.s3.AccessKey, "AWS_SECRET_ACCESS_KEY="+o.s3.SecretKey)
 	}
+	args = append(args, strings.Fields(os.Getenv("CHUTE_BENCH_SERVER_FLAGS"))...)
 	ready := func() error {
 		b, _ := os.ReadFile(o.log)
 		if bytes.Contains(b, []byte("control (SSH)")) {

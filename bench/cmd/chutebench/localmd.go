@@ -102,7 +102,7 @@ func localBody(rep *localReport, h string) string {
 			"object is listed in the bucket; listings run on a fresh mount (cold), then again (warm). " +
 			"`chute mount` with its defaults (close returns once the object is committed; listings trusted for 10 s), " +
 			"`rclone mount --vfs-cache-mode writes --vfs-write-back 0s` (without the last flag rclone waits 5 s after close), " +
-			"`s3fs` with its defaults.\n\n")
+			"`s3fs` with its defaults. The big file's write and read: " + runsText(rep.Repeat) + "; `cp -r` and listings: one run.\n\n")
 		var rows [][]string
 		for _, g := range groupMeasurements(rep.S3) {
 			if g.Tool == "chute cp" {

@@ -96,6 +96,7 @@ var settings = []setting{
 	{"CHUTE_BENCH_SMALL_FILES", "1000", "local: files copied with cp -r into each mount"},
 	{"CHUTE_BENCH_SMALL_SIZE", "64K", "local: size of each of those files"},
 	{"CHUTE_BENCH_TREE", "10000", "local: objects in the bucket listed with ls -lR and find"},
+	{"CHUTE_BENCH_SERVER_FLAGS", "", "extra flags for every chute server (--debug: its log shows each part and commit)"},
 	{"CHUTE_BENCH_GOFLAGS", "-benchtime=1s", "local: extra flags for go test -bench"},
 	{"CHUTE_WAN_SIZE", "256M", "wan: file size"},
 	{"CHUTE_WAN_RTTS", "0 50ms 100ms 200ms", "wan: round-trip times"},

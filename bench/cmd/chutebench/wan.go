@@ -174,7 +174,7 @@ func runWAN(ctx context.Context, cfg config) error {
 						}
 						before, _ := l.stats(ctx)
 						ms := mountOps(ctx, t, filepath.Join(out, "mnt"), filepath.Join(out, "cache-"+slug(t.name)), &w.s3Store,
-							src, size, "ref.bin", "", 0, 0, 0, dst, timeout, false)
+							src, size, "ref.bin", "", 0, 0, 0, dst, timeout, false, 1)
 						after, _ := l.stats(ctx)
 						d := diffStats(before, after)
 						for _, m := range ms {
@@ -182,7 +182,7 @@ func runWAN(ctx context.Context, cfg config) error {
 							logf("wan:   %-14s %-9s %s", m.Tool, m.Op, describeM(m))
 							cell.Results = append(cell.Results, m)
 						}
-						w.deleteObject(ctx, "bench", "mnt-"+slug(t.name)+"/big.bin")
+						w.deleteObject(ctx, "bench", "mnt-"+slug(t.name)+"/big-0.bin")
 					}
 				default:
 					return fmt.Errorf("CHUTE_WAN_TOOLS: unknown tool %q (want chute, chute-fixed, curl, rclone, mounts)", tool)
