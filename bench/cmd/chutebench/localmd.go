@@ -117,7 +117,15 @@ func localBody(rep *localReport, h string) string {
 					res = g.failure()
 				}
 			}
-			rows = append(rows, []string{g.Tool, g.Op, res, g.num(func(m measurement) float64 { return m.Seconds }, "%.2f s"), g.Ms[0].Extra})
+			note := g.Ms[0].Extra
+			if len(g.Ms) > 1 && note != "" {
+				var notes []string
+				for _, m := range g.Ms {
+					notes = append(notes, strings.TrimPrefix(m.Extra, "cp returned after "))
+				}
+				note = "cp returned after " + strings.Join(notes, ", ")
+			}
+			rows = append(rows, []string{g.Tool, g.Op, res, g.num(func(m measurement) float64 { return m.Seconds }, "%.2f s"), note})
 		}
 		b.WriteString(table([]string{"tool", "operation", "goodput", "time", "note"}, rows))
 		b.WriteString("\n")
