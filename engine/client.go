@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -220,8 +221,27 @@ func (c *Client) dial(ctx context.Context) (*clientConn, error) {
 	if err != nil {
 		return fail(err)
 	}
-	if err := sess.RequestSubsystem(SubsystemName); err != nil {
-		return fail(fmt.Errorf("%w: the server at %s does not speak chute: %v", ErrProtocol, c.addr, err))
+	// Ask for the subsystem without waiting for the answer: the hello goes
+	// out right behind the request (the server reads it once the subsystem
+	// runs), which saves a round trip. A refusal still fails the hello.
+	subsystem := make(chan error, 1)
+	go func() {
+		err := sess.RequestSubsystem(SubsystemName)
+		if err != nil && !errors.Is(err, io.EOF) { // refused, not a lost connection
+			err = fmt.Errorf("%w: the server at %s does not speak chute: %v", ErrProtocol, c.addr, err)
+			subsystem <- err
+			cc.close(err)
+			return
+		}
+		subsystem <- nil
+	}()
+	refused := func() error {
+		select {
+		case err := <-subsystem:
+			return err
+		case <-ctx.Done():
+			return nil
+		}
 	}
 	cc.fr = &framer{r: r, w: w}
 	go cc.readLoop()
@@ -241,6 +261,9 @@ func (c *Client) dial(ctx context.Context) (*clientConn, error) {
 		Version: ProtocolVersion, Cipher: string(c.cfg.Cipher), PacketSize: c.cfg.PacketSize,
 		Target: rate.Target, Min: rate.Min, Policy: string(rate.Policy), Start: start,
 	}, &hr); err != nil {
+		if rerr := refused(); rerr != nil {
+			err = rerr
+		}
 		return fail(err)
 	}
 	remote := client.RemoteAddr().(*net.TCPAddr)
