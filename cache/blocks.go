@@ -251,11 +251,31 @@ func (r *Reader) Close() { r.c.releaseItem(r.it) }
 
 // ReadAt reads from the object, fetching what the cache lacks.
 func (r *Reader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	f, n, err := r.ReadFile(ctx, off, len(p))
+	if err != nil {
+		return 0, err
+	}
+	m, err := f.ReadAt(p[:n], off)
+	if err == io.EOF && m == n {
+		err = nil
+	}
+	if err != nil {
+		return m, fmt.Errorf("read %q: %w", r.key, err)
+	}
+	return m, nil
+}
+
+// ReadFile makes sure the cache holds the n bytes at off (fewer at the
+// object's end; io.EOF at or past it), fetching what it lacks, and returns
+// the cache file that holds them at the same offsets, so that the caller
+// can move them on without copying (a FUSE reply spliced from the file).
+// The file stays open until the Reader is closed.
+func (r *Reader) ReadFile(ctx context.Context, off int64, n int) (*os.File, int, error) {
 	size := r.it.rec.Size
 	if off >= size {
-		return 0, io.EOF
+		return nil, 0, io.EOF
 	}
-	end := min(off+int64(len(p)), size)
+	end := min(off+int64(n), size)
 	r.mu.Lock()
 	// Reads a little out of order (the kernel's own read-ahead) still count
 	// as sequential.
@@ -304,19 +324,12 @@ func (r *Reader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 		}
 	}
 	if err := r.c.ensure(ctx, r.it, need); err != nil {
-		return 0, err
+		return nil, 0, err
 	}
 	r.it.mu.Lock()
 	f := r.it.f
 	r.it.mu.Unlock()
-	n, err := f.ReadAt(p[:end-off], off)
-	if err == io.EOF && int64(n) == end-off {
-		err = nil
-	}
-	if err != nil {
-		return n, fmt.Errorf("read %q: %w", r.key, err)
-	}
-	return n, nil
+	return f, int(end - off), nil
 }
 
 // claimLocked registers fetches for the parts of want neither present nor

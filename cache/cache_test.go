@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -581,5 +582,49 @@ func TestWritesInOrderCarryTheirChecksum(t *testing.T) {
 		case !tc.claims && info.Meta.SHA256 != "":
 			t.Errorf("%s: uploaded claiming checksum %q for bytes not hashed in order", tc.name, info.Meta.SHA256)
 		}
+	}
+}
+
+// TestReadFileHoldsTheBytes checks that ReadFile fetches what is asked and
+// hands back the cache file holding those bytes at the object's offsets
+// (the mount splices FUSE replies from it), cut at the object's end.
+func TestReadFileHoldsTheBytes(t *testing.T) {
+	fake := cachetest.NewFake()
+	data := randomData(5<<20+123, 4)
+	fake.Store(bucket, "o", data, cos.Meta{})
+	c := openTest(t, fake, t.TempDir(), nil)
+	defer closeTest(t, c)
+	r := openObject(t, c, "o")
+	defer r.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	size := int64(len(data))
+	for _, tc := range []struct {
+		off  int64
+		n    int
+		want int
+	}{
+		{0, 128 << 10, 128 << 10},
+		{3 << 20, 1 << 20, 1 << 20},
+		{size - 100, 1 << 20, 100}, // cut at the end
+		{1 << 20, 1, 1},
+	} {
+		f, n, err := r.ReadFile(ctx, tc.off, tc.n)
+		if err != nil {
+			t.Fatalf("ReadFile(%d, %d): %v", tc.off, tc.n, err)
+		}
+		if n != tc.want {
+			t.Fatalf("ReadFile(%d, %d) holds %d bytes, want %d", tc.off, tc.n, n, tc.want)
+		}
+		got := make([]byte, n)
+		if _, err := f.ReadAt(got, tc.off); err != nil && !errors.Is(err, io.EOF) {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, data[tc.off:tc.off+int64(n)]) {
+			t.Fatalf("the cache file's bytes at %d differ from the object's", tc.off)
+		}
+	}
+	if _, _, err := r.ReadFile(ctx, size, 10); !errors.Is(err, io.EOF) {
+		t.Fatalf("ReadFile at the end: %v, want io.EOF", err)
 	}
 }

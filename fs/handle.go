@@ -44,13 +44,22 @@ func (h *handle) key() string {
 }
 
 func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	var n int
-	var err error
-	if h.s != nil {
-		n, err = h.s.ReadAt(dest, off)
-	} else {
-		n, err = h.r.ReadAt(h.m.ctx, dest, off)
+	if h.s == nil {
+		// The cached bytes go to the kernel spliced from the cache file
+		// (go-fuse reads them into dest only where it cannot splice): a
+		// copy into this process and another out of it saved. The file
+		// stays open while the handle is, and the kernel sends no release
+		// before the reply is written.
+		f, n, err := h.r.ReadFile(h.m.ctx, off, len(dest))
+		if errors.Is(err, io.EOF) {
+			return fuse.ReadResultData(nil), 0
+		}
+		if err != nil {
+			return nil, h.m.errno("read", h.key(), err)
+		}
+		return fuse.ReadResultFd(f.Fd(), off, n), 0
 	}
+	n, err := h.s.ReadAt(dest, off)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, h.m.errno("read", h.key(), err)
 	}
