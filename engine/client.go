@@ -39,7 +39,9 @@ type ClientConfig struct {
 	// Cipher protects the data channel; "" means aes-256-gcm.
 	Cipher Cipher
 	// Rate is the session's default rate: every transfer on the client
-	// shares it. Target 0 means 10 Gbit/s (the path decides).
+	// shares it. Target 0 means 10 Gbit/s (the path decides); a target
+	// given is also where the rate starts, as in Aspera (capped by the
+	// path memory, when there is one).
 	Rate Rate
 	// PacketSize is the UDP payload size of data packets; 0 means 1400.
 	PacketSize int
@@ -253,9 +255,9 @@ func (c *Client) dial(ctx context.Context) (*clientConn, error) {
 	// Agree on the data session.
 	var hr helloResp
 	rate := c.cfg.Rate
-	start := pathStartRate(c.cfg.PathMemory, c.addr, time.Now())
+	start := pathStartRate(c.cfg.PathMemory, c.addr, rate.Target, time.Now())
 	if start > 0 {
-		c.log.Debug("starting from the remembered path rate", "start_bps", start)
+		c.log.Debug("starting above the default rate", "start_bps", start, "target_bps", rate.Target)
 	}
 	if err := cc.call(ctx, "hello", helloReq{
 		Version: ProtocolVersion, Cipher: string(c.cfg.Cipher), PacketSize: c.cfg.PacketSize,

@@ -13,8 +13,8 @@ import (
 // Path memory. Like Linux TCP's per-destination metrics, a client may keep
 // the rate its recent transfers to each server reached (ClientConfig.
 // PathMemory) and start its next session at half of that instead of at
-// 10 Mbit/s: a long fat path then fills in a round trip or two, not six or
-// seven. The search for the path's rate still runs from there, and a queue
+// 10 Mbit/s (or at the user's target rate, capped by it): a long fat path
+// then fills in a round trip or two, not six or seven. The search for the path's rate still runs from there, and a queue
 // or heavy loss ends it as usual; a memory older than pathMemoryAge is not
 // used (paths change).
 const (
@@ -46,9 +46,30 @@ func readPaths(file string) (map[string]pathRecord, error) {
 }
 
 // pathStartRate returns the rate, in bits per second, to start a session to
-// addr at: half of what the last transfer to it reached within the hour,
-// or 0 (the controller's own start) when nothing usable is remembered.
-func pathStartRate(file, addr string, now time.Time) int64 {
+// addr at, or 0 for the controller's own start (10 Mbit/s at most).
+//
+// A target the user gave is, as in Aspera, also the initial rate: they
+// said what the path carries, and a long fat path then needs no search at
+// all (a target above the path costs a round trip of loss before the
+// controller comes down to what is delivered). What the last transfer to
+// addr reached within the hour caps that start, since it is what the path
+// carried. Without a target, the start is half of that memory, like TCP's
+// careful resume.
+func pathStartRate(file, addr string, target int64, now time.Time) int64 {
+	remembered := rememberedRate(file, addr, now)
+	switch {
+	case target > 0 && remembered > 0:
+		return min(target, remembered)
+	case target > 0:
+		return target
+	default:
+		return remembered / 2
+	}
+}
+
+// rememberedRate is what the last transfer to addr reached within the
+// hour, in bits per second; 0 if nothing usable is remembered.
+func rememberedRate(file, addr string, now time.Time) int64 {
 	if file == "" {
 		return 0
 	}
@@ -60,7 +81,7 @@ func pathStartRate(file, addr string, now time.Time) int64 {
 	if !ok || r.Rate <= 0 || now.Sub(r.At) > pathMemoryAge || r.At.After(now) {
 		return 0
 	}
-	return r.Rate / 2
+	return r.Rate
 }
 
 // rememberPathRate records that a transfer to addr reached rate bits per

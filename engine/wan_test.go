@@ -47,10 +47,18 @@ func TestTransferAcrossEmulatedWAN(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// CHUTE_WAN_TEST_TARGET (Mbit/s) and CHUTE_WAN_TEST_POLICY set the
+	// session's rate, for manual runs.
+	var rate Rate
+	if s := os.Getenv("CHUTE_WAN_TEST_TARGET"); s != "" {
+		fmt.Sscan(s, &rate.Target)
+		rate.Target *= 1e6
+	}
+	rate.Policy = Policy(os.Getenv("CHUTE_WAN_TEST_POLICY"))
 	var c *Client
 	if err := e.Near().Do(func() error {
 		var err error
-		c, err = Dial(context.Background(), srv.Addr().String(), ClientConfig{Signer: signer, KnownHosts: filepath.Join(dir, "known_hosts"), Logger: quietLog()})
+		c, err = Dial(context.Background(), srv.Addr().String(), ClientConfig{Signer: signer, KnownHosts: filepath.Join(dir, "known_hosts"), Logger: quietLog(), Rate: rate})
 		return err
 	}); err != nil {
 		t.Fatal(err)

@@ -104,7 +104,7 @@ func (o *clientOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVarP(&o.identity, "identity", "i", "", "private key file (default $CHUTE_HOME/id_ed25519)")
 	fs.StringVar(&o.knownHosts, "known-hosts", "", "known hosts file (default $CHUTE_HOME/known_hosts)")
 	fs.StringVar(&o.cipher, "cipher", "aes-256-gcm", "data encryption: aes-256-gcm, aes-128-gcm or none")
-	fs.StringVarP(&o.target, "target-rate", "l", "", "target rate in bits/s, k/m/g suffixes (default: as fast as the path allows)")
+	fs.StringVarP(&o.target, "target-rate", "l", "", "target rate in bits/s, k/m/g suffixes, also the rate to start at (default: as fast as the path allows, from 10 Mbit/s)")
 	fs.StringVarP(&o.min, "min-rate", "m", "", "minimum rate in bits/s under congestion (default 0)")
 	fs.StringVar(&o.policy, "policy", "fair", "rate policy: fixed, fair, high or low")
 	fs.IntVar(&o.packetSize, "packet-size", 0, "UDP payload size of data packets (default 1400)")

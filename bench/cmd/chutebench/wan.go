@@ -146,9 +146,14 @@ func runWAN(ctx context.Context, cfg config) error {
 			}
 			for _, tool := range tools {
 				switch tool {
-				case "chute", "chute-fixed":
+				case "chute", "chute-target", "chute-fixed":
 					name, flags := "chute cp", []string(nil)
-					if tool == "chute-fixed" {
+					switch tool {
+					case "chute-target":
+						// The default policy told the link rate, as ascp users
+						// give -l: it starts there instead of searching.
+						name, flags = "chute cp -l", []string{"--target-rate", rateBits}
+					case "chute-fixed":
 						name, flags = "chute cp fixed", []string{"--policy", "fixed", "--target-rate", rateBits}
 					}
 					add(func() measurement {
@@ -185,7 +190,7 @@ func runWAN(ctx context.Context, cfg config) error {
 						w.deleteObject(ctx, "bench", "mnt-"+slug(t.name)+"/big-0.bin")
 					}
 				default:
-					return fmt.Errorf("CHUTE_WAN_TOOLS: unknown tool %q (want chute, chute-fixed, curl, rclone, mounts)", tool)
+					return fmt.Errorf("CHUTE_WAN_TOOLS: unknown tool %q (want chute, chute-target, chute-fixed, curl, rclone, mounts)", tool)
 				}
 				w.deleteObject(ctx, "bench", key(tool))
 			}
