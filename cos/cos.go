@@ -249,6 +249,15 @@ type LocalUpload interface {
 	CommitPart(ctx context.Context, n int) (Part, error)
 }
 
+// LateMeta is implemented by stores whose multipart uploads take their
+// metadata when they complete (the folder store): SetUploadMeta replaces
+// what CreateUpload was given, until Complete. S3 fixes an object's
+// metadata when its upload is created, so an S3 store has no such method,
+// and a caller that learns the metadata late creates the upload late.
+type LateMeta interface {
+	SetUploadMeta(ctx context.Context, up Upload, m Meta) error
+}
+
 // Upload is a multipart upload in progress. Its parts may be written in any
 // order and concurrently; a part written again replaces the earlier one. Its
 // ID is enough for ResumeUpload to find it again after a crash.

@@ -311,3 +311,45 @@ func TestFolderUploadLeftAfterCrash(t *testing.T) {
 		t.Errorf("the leftover upload folder is still there: %v", err)
 	}
 }
+
+// TestFolderSetUploadMeta: metadata learnt after the upload began is what
+// the object gets, also when the upload is found again after a restart.
+func TestFolderSetUploadMeta(t *testing.T) {
+	dir := t.TempDir()
+	f := newFolder(t, dir)
+	ctx := context.Background()
+	if err := f.CreateBucket(ctx, "bkt"); err != nil {
+		t.Fatal(err)
+	}
+	u, err := f.CreateUpload(ctx, "bkt", "k", cos.UploadOptions{Size: 3, Meta: cos.Meta{Mode: 0o100640}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := strings.Repeat("ab", 32)
+	var late cos.LateMeta = f
+	if err := late.SetUploadMeta(ctx, u, cos.Meta{Mode: 0o100640, SHA256: sum}); err != nil {
+		t.Fatal(err)
+	}
+	// Another store on the same folder (a restarted node) finishes it.
+	g := newFolder(t, dir)
+	u2, err := g.ResumeUpload(ctx, "bkt", "k", u.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := u2.WritePart(ctx, 1, strings.NewReader("abc")); err != nil {
+		t.Fatal(err)
+	}
+	o, err := u2.Complete(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Meta.SHA256 != sum || o.Meta.Mode != 0o100640 {
+		t.Errorf("completed object's meta: sha256 %q mode %o; want %q and 100640", o.Meta.SHA256, o.Meta.Mode, sum)
+	}
+	if st, err := g.Stat(ctx, "bkt", "k"); err != nil || st.Meta.SHA256 != sum {
+		t.Errorf("Stat after Complete: %+v, %v; want sha256 %q", st.Meta, err, sum)
+	}
+	if err := late.SetUploadMeta(ctx, u, cos.Meta{}); !errors.Is(err, cos.ErrNotFound) {
+		t.Errorf("SetUploadMeta on a completed upload = %v; want ErrNotFound", err)
+	}
+}

@@ -395,6 +395,31 @@ func exhausted(r io.Reader, n int, size int64) error {
 	}
 }
 
+// SetUploadMeta replaces the metadata an unfinished upload of this store
+// applies when it completes.
+func (f *Folder) SetUploadMeta(ctx context.Context, up Upload, m Meta) error {
+	u, ok := up.(*folderUpload)
+	if !ok || u.f != f {
+		return opError("set-upload-meta", up.Bucket(), up.Key(), fmt.Errorf("%w: not an upload of this store", ErrUnsupported))
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	st, err := f.readUploadState(u.id)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return u.err("set-upload-meta", fmt.Errorf("%w: upload %s is gone", ErrNotFound, u.id))
+		}
+		return u.err("set-upload-meta", withCause(osSentinel(err), err))
+	}
+	st.User = m.Encode()
+	b, _ := json.Marshal(st)
+	if err := f.writeFileAtomic(uploadDir(u.id)+"/state.json", b); err != nil {
+		return u.err("set-upload-meta", withCause(osSentinel(err), err))
+	}
+	u.st.User = st.User
+	return nil
+}
+
 // Complete checks that every part is recorded and renames the data file
 // over the key.
 func (u *folderUpload) Complete(ctx context.Context) (ObjectInfo, error) {

@@ -23,6 +23,14 @@ import (
 // acknowledgement of an upload's data and its commit.
 var testHookBeforeCommit func()
 
+// testHookHashing, when set by a test, runs before an upload's source is
+// hashed; testHookUploadSHA changes the checksum sent ahead in
+// "upload_sha" ("" sends none).
+var (
+	testHookHashing   func()
+	testHookUploadSHA func(sum string) string
+)
+
 // transfer is the client's record of one upload or download, for Stats and
 // for pausing, cancelling and re-rating it.
 type transfer struct {
@@ -292,6 +300,9 @@ func (c *Client) upload(ctx context.Context, t *transfer, req UploadRequest, pol
 		shaOnce.Do(func() {
 			go func() {
 				defer close(shaCh)
+				if testHookHashing != nil {
+					testHookHashing()
+				}
 				h := sha256.New()
 				_, err := io.Copy(h, io.NewSectionReader(req.Source, 0, req.Size))
 				if err != nil {
@@ -338,22 +349,16 @@ func (c *Client) upload(ctx context.Context, t *transfer, req UploadRequest, pol
 	})
 	defer stopEvents()
 
-	// A large object goes to the store in parts before the whole checksum
-	// is known at the far end; hash it first so the store records its
+	// A large object goes to the store in parts; the store records its
 	// SHA-256 in the object's metadata (later resume checks and downloads
-	// then verify against it without reading the object again). On a slow
-	// path this costs a local read of the file, a small share of the time.
-	meta := req.Meta
-	if req.Size > smallUpload && meta.SHA256 == "" {
-		sum, err := waitSHA()
-		if err != nil {
-			return Result{}, err
-		}
-		meta.SHA256 = sum
-	}
+	// verify against it without reading the object again). The request
+	// does not wait for the hash: the bytes start at once and the
+	// checksum follows in "upload_sha" (the node creates the store's
+	// upload when it comes, before the first part is in).
+	shaLater := req.Size > smallUpload && req.Meta.SHA256 == ""
 	ureq := uploadReq{
-		Stream: stream, Bucket: req.Bucket, Key: req.Key, Size: req.Size, Meta: toMetaJSON(meta),
-		Resume: string(policy), State: req.State,
+		Stream: stream, Bucket: req.Bucket, Key: req.Key, Size: req.Size, Meta: toMetaJSON(req.Meta),
+		Resume: string(policy), State: req.State, SHALater: shaLater,
 	}
 	var resp uploadResp
 	if err := cc.call(ctx, "upload", ureq, &resp); err != nil {
@@ -420,6 +425,24 @@ func (c *Client) upload(ctx context.Context, t *transfer, req UploadRequest, pol
 	t.mu.Unlock()
 	cc.sess.addStream(st)
 	defer cc.sess.removeStream(st)
+	if shaLater {
+		go func() {
+			sum, err := waitSHA()
+			if err != nil {
+				return // the send loop reads the same source and fails too
+			}
+			// commit carries the checksum as well: a lost call only
+			// delays the store's upload until then.
+			if testHookUploadSHA != nil {
+				if sum = testHookUploadSHA(sum); sum == "" {
+					return
+				}
+			}
+			if err := cc.call(ctx, "upload_sha", uploadSHAReq{Stream: stream, SHA256: sum}, nil); err != nil && ctx.Err() == nil {
+				c.log.Debug("sending the checksum ahead failed", "key", req.Key, "err", err)
+			}
+		}()
+	}
 	select {
 	case <-st.done:
 		if st.err != nil {

@@ -266,6 +266,15 @@ type uploadReq struct {
 	Resume string   `json:"resume"`
 	State  []byte   `json:"state,omitempty"`
 	Target int64    `json:"target_bps,omitempty"`
+	// SHALater says the client is still hashing the source: Meta lacks
+	// its SHA-256, which follows in "upload_sha" (and in "commit").
+	SHALater bool `json:"sha_later,omitempty"`
+}
+
+// uploadSHAReq gives an upload begun with SHALater its SHA-256.
+type uploadSHAReq struct {
+	Stream uint32 `json:"stream"`
+	SHA256 string `json:"sha256"`
 }
 
 type uploadResp struct {

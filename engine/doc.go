@@ -42,6 +42,12 @@
 // After each part it sends the client a checkpoint (the store's upload id
 // and the hash state at the end of the finished parts). The object appears
 // only when the server's SHA-256 of the whole object matches the client's.
+// The client does not hash its source before the upload begins: the bytes
+// go at once and the checksum follows ("upload_sha", and again with the
+// commit). Since S3 fixes an object's metadata, where the checksum is
+// recorded, when its multipart upload is created, the server creates it
+// once the checksum comes (a store that takes metadata late, the folder
+// store, gets it set instead); bytes that arrive before are staged.
 // A transfer interrupted in any way — client killed, server restarted,
 // network gone — resumes: the server offers what it holds (from its
 // staging area, or, through another server in front of the same store,

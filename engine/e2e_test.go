@@ -662,3 +662,96 @@ func TestUploadWithKnownChecksum(t *testing.T) {
 		}
 	}
 }
+
+// TestUploadStartsBeforeTheChecksum: a large upload's bytes go out while
+// the client is still hashing the source, and the object still records
+// its SHA-256 — in a store that takes metadata late (the folder store) and
+// in one that fixes it when the upload is created (here the folder store
+// behind a wrapper without cos.LateMeta, as S3 is: the node creates the
+// store's upload once the checksum comes). A checksum sent ahead that the
+// bytes do not match fails the upload and stores nothing; one never sent
+// ahead comes with the commit.
+func TestUploadStartsBeforeTheChecksum(t *testing.T) {
+	payload := randomBytes(smallUpload+5<<20, 12)
+	wrong := sha(payload[1:])
+	defer func() { testHookHashing, testHookUploadSHA = nil, nil }()
+	for _, store := range []string{"late meta", "meta at creation"} {
+		for _, ahead := range []string{"right", "none", "wrong"} {
+			t.Run(store+"/"+ahead, func(t *testing.T) {
+				var st cos.Store
+				if store == "meta at creation" {
+					f, err := cos.NewFolder(t.TempDir())
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer f.Close()
+					f.CreateBucket(context.Background(), "photos")
+					st = &countingStore{Store: f}
+				}
+				n := startNode(t, st, "")
+				c := n.client(t)
+				ctx := context.Background()
+
+				// Hold the hash back until bytes have gone out.
+				release := make(chan struct{})
+				var once sync.Once
+				open := func() { once.Do(func() { close(release) }) }
+				defer open()
+				testHookHashing = func() { <-release }
+				testHookUploadSHA = func(sum string) string {
+					switch ahead {
+					case "none":
+						return ""
+					case "wrong":
+						return wrong
+					}
+					return sum
+				}
+				type result struct {
+					res Result
+					err error
+				}
+				done := make(chan result, 1)
+				go func() {
+					res, err := c.Upload(ctx, UploadRequest{Bucket: "photos", Key: ahead, Source: bytes.NewReader(payload), Size: int64(len(payload))})
+					done <- result{res, err}
+				}()
+				deadline := time.Now().Add(20 * time.Second)
+				for {
+					var sent int64
+					for _, s := range c.Transfers() {
+						sent += s.Sent
+					}
+					if sent >= int64(len(payload))/2 {
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("%d bytes sent in 20 s while the source was being hashed: the upload waits for its checksum", sent)
+					}
+					time.Sleep(5 * time.Millisecond)
+				}
+				open()
+				r := <-done
+				if ahead == "wrong" {
+					if !errors.Is(r.err, ErrChecksum) {
+						t.Fatalf("upload with a wrong checksum sent ahead: %v, want ErrChecksum", r.err)
+					}
+					if _, err := c.Stat(ctx, "photos", ahead); !errors.Is(err, cos.ErrNotFound) {
+						t.Errorf("stat after the failed upload: %v, want not found", err)
+					}
+					return
+				}
+				if r.err != nil || r.res.SHA256 != sha(payload) {
+					t.Fatalf("upload: %v (sha %s)", r.err, r.res.SHA256)
+				}
+				info, err := c.Stat(ctx, "photos", ahead)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if info.Meta.SHA256 != sha(payload) {
+					t.Errorf("the object records SHA-256 %q, want %s", info.Meta.SHA256, sha(payload))
+				}
+			})
+		}
+	}
+}

@@ -101,6 +101,12 @@ func TestS3UploadDownload(t *testing.T) {
 			if !info.Meta.Mtime.Equal(mtime) {
 				t.Errorf("S3 object mtime %v, want %v", info.Meta.Mtime, mtime)
 			}
+			// Large objects go in parts, begun before the client has its
+			// checksum; S3 still records it (the node creates the
+			// multipart upload once it comes).
+			if size > 0 && info.Meta.SHA256 != sha(data) {
+				t.Errorf("S3 object records SHA-256 %q, want %s", info.Meta.SHA256, sha(data))
+			}
 			dest := &memFile{}
 			down, err := c.Download(ctx, DownloadRequest{Bucket: bucket, Key: key, Length: -1, Dest: dest})
 			if err != nil {

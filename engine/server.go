@@ -514,6 +514,12 @@ func (c *serverConn) handle(ctx context.Context, op string, raw json.RawMessage)
 			return nil, err
 		}
 		return c.startUpload(ctx, req, true)
+	case "upload_sha":
+		req, err := decode[uploadSHAReq](raw)
+		if err != nil {
+			return nil, err
+		}
+		return nil, c.uploadSHA(req.Stream, req.SHA256)
 	case "commit":
 		req, err := decode[commitReq](raw)
 		if err != nil {

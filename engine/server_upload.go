@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -81,6 +82,14 @@ type serverUpload struct {
 	local  cos.LocalUpload // up, when the store takes bytes in place
 	state  stagingState
 
+	// An upload begun before the client knew its SHA-256 (uploadReq.
+	// SHALater) takes it from "upload_sha" (or "commit"). S3 fixes an
+	// object's metadata when its upload is created, so for such a store
+	// the multipart upload is created only then, the bytes meanwhile
+	// staged; a store with cos.LateMeta gets the checksum set instead.
+	needSHA  bool // the store upload's metadata lacks the SHA-256
+	deferred bool // the store upload is not created yet
+
 	mu        sync.Mutex
 	durable   *ranges.Set
 	hashFrom  int64 // the chain starts here (0, or a checkpoint's offset)
@@ -92,6 +101,7 @@ type serverUpload struct {
 	checkpt   int64
 	err       error
 	sha       string
+	gotSHA    string // the client's SHA-256, once it came
 
 	stopOnce sync.Once
 	stopCh   chan struct{}
@@ -194,7 +204,7 @@ func (c *serverConn) startUpload(ctx context.Context, req uploadReq, reset bool)
 	srv.mu.Lock()
 	srv.uploads[slot] = u
 	srv.mu.Unlock()
-	u.log.Info("upload started", "size", req.Size, "have", u.durable.Size(), "multipart", u.up != nil)
+	u.log.Info("upload started", "size", req.Size, "have", u.durable.Size(), "multipart", u.up != nil || u.deferred, "sha_later", u.needSHA)
 	go u.loop()
 	return resp, nil
 }
@@ -266,8 +276,10 @@ func (u *serverUpload) open(ctx context.Context, req uploadReq, policy ResumePol
 		return err
 	}
 	if multipart && u.up == nil {
-		u.up, err = store.CreateUpload(ctx, req.Bucket, req.Key, cos.UploadOptions{Size: req.Size, Meta: u.meta})
-		if err != nil {
+		u.needSHA = req.SHALater && u.meta.SHA256 == ""
+		if _, late := store.(cos.LateMeta); u.needSHA && !late {
+			u.deferred = true
+		} else if u.up, err = store.CreateUpload(ctx, req.Bucket, req.Key, cos.UploadOptions{Size: req.Size, Meta: u.meta}); err != nil {
 			return err
 		}
 	}
@@ -581,6 +593,16 @@ func (u *serverUpload) step(ctx context.Context, received bool) (complete bool, 
 			return false, fmt.Errorf("recording staged data: %w", err)
 		}
 	}
+	if u.needSHA {
+		if err := u.applySHA(ctx); err != nil {
+			return false, err
+		}
+		if u.deferred {
+			// No store upload to send parts to yet; hashing waits too,
+			// since it snapshots at part ends.
+			return false, nil
+		}
+	}
 	// Hash the contiguous prefix, stopping at part ends to snapshot.
 	partSize := int64(0)
 	if u.up != nil {
@@ -614,7 +636,7 @@ func (u *serverUpload) step(ctx context.Context, received bool) (complete bool, 
 	}
 	u.mu.Lock()
 	perr := u.err
-	done := received && u.hashed == u.size && (u.up == nil || len(u.parts) == u.up.NumParts())
+	done := received && u.hashed == u.size && !u.needSHA && (u.up == nil || len(u.parts) == u.up.NumParts())
 	u.mu.Unlock()
 	if perr != nil && !errors.Is(perr, ErrCancelled) && !errors.Is(perr, ErrUnreachable) {
 		return false, perr
@@ -623,6 +645,70 @@ func (u *serverUpload) step(ctx context.Context, received bool) (complete bool, 
 		u.sha = hex.EncodeToString(u.hasher.Sum(nil))
 	}
 	return done, nil
+}
+
+// applySHA puts the client's SHA-256, once it came, into the store
+// upload's metadata: by creating the upload, or by setting it.
+func (u *serverUpload) applySHA(ctx context.Context) error {
+	u.mu.Lock()
+	sum := u.gotSHA
+	u.mu.Unlock()
+	if sum == "" {
+		return nil
+	}
+	meta := u.meta
+	meta.SHA256 = sum
+	store := u.c.srv.store
+	if u.deferred {
+		up, err := store.CreateUpload(ctx, u.bucket, u.key, cos.UploadOptions{Size: u.size, Meta: meta})
+		if err != nil {
+			return err
+		}
+		u.up, u.deferred = up, false
+		u.state.UploadID, u.state.PartSize = up.ID(), up.PartSize()
+	} else if err := store.(cos.LateMeta).SetUploadMeta(ctx, u.up, meta); err != nil {
+		return err
+	}
+	u.meta, u.needSHA = meta, false
+	u.state.Meta.SHA256 = sum
+	return u.saveState()
+}
+
+// offerSHA hands the upload the client's SHA-256 (the first one counts;
+// commit checks it against the bytes).
+func (u *serverUpload) offerSHA(sum string) {
+	u.mu.Lock()
+	if u.gotSHA == "" {
+		u.gotSHA = sum
+	}
+	u.mu.Unlock()
+	select {
+	case u.kick <- struct{}{}:
+	default:
+	}
+}
+
+// uploadSHA answers "upload_sha". An upload that has finished or gone has
+// no use for the checksum (commit carries it too).
+func (c *serverConn) uploadSHA(stream uint32, sum string) error {
+	if !validSHA256(sum) {
+		return fmt.Errorf("%w: upload_sha: %q is not a SHA-256 in hex", ErrProtocol, cos.Printable(sum))
+	}
+	c.mu.Lock()
+	u := c.uploads[stream]
+	c.mu.Unlock()
+	if u != nil {
+		u.offerSHA(sum)
+	}
+	return nil
+}
+
+func validSHA256(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	_, err := hex.DecodeString(s)
+	return err == nil && s == strings.ToLower(s)
 }
 
 // startParts sends finished parts to the store, a few at a time.
@@ -724,6 +810,9 @@ func (c *serverConn) commit(ctx context.Context, req commitReq) (any, error) {
 	if u == nil {
 		return nil, fmt.Errorf("%w: no upload on stream %d", ErrProtocol, req.Stream)
 	}
+	if validSHA256(req.SHA256) {
+		u.offerSHA(req.SHA256) // if upload_sha has not come (or was lost)
+	}
 	select {
 	case <-u.done:
 	case <-ctx.Done():
@@ -746,6 +835,12 @@ func (c *serverConn) commit(ctx context.Context, req commitReq) (any, error) {
 		return nil, &cos.Error{Op: "upload", Bucket: u.bucket, Key: u.key, Err: fmt.Errorf(
 			"%w: the server received bytes with SHA-256 %s, the client sent %s; the staged copy was discarded, send it again",
 			ErrChecksum, u.sha, req.SHA256)}
+	}
+	if u.up != nil && u.meta.SHA256 != "" && u.meta.SHA256 != u.sha {
+		discardStaging(ctx, store, u.dir, u.state)
+		return nil, &cos.Error{Op: "upload", Bucket: u.bucket, Key: u.key, Err: fmt.Errorf(
+			"%w: the client announced SHA-256 %s before sending, but the bytes have %s; the staged copy was discarded, send it again",
+			ErrChecksum, u.meta.SHA256, u.sha)}
 	}
 	var o cos.ObjectInfo
 	if u.up == nil {
