@@ -298,7 +298,9 @@ func wanBody(rep *wanReport, h string) string {
 	fmt.Fprintf(&b, "Goodput in Mbit/s (file bytes over the command's wall time, connection set-up included) through `linkem`: "+
 		"%s each way, random loss in each direction, drop-tail queue of one bandwidth-delay product. Servers in the far namespace (%s), "+
 		"clients in the near one. TCP tools ran with **%s** congestion control. curl is one HTTP stream; rclone uses its defaults "+
-		"(multipart uploads of 5 MiB parts, 4 at once; downloads above 250 MiB in 4 streams). For chute, the share of bytes "+
+		"(multipart uploads of 5 MiB parts, 4 at once; downloads above 250 MiB in 4 streams). `chute cp` runs with no rate flags; "+
+		"`chute cp -l` is the same default policy given `--target-rate` at the link rate, where it starts (as ascp users pass `-l`); "+
+		"`chute cp fixed` sends at the link rate whatever happens. For chute, the share of bytes "+
 		"retransmitted follows in brackets. A transfer still running after %.0f s was stopped: \"<\" marks an upper bound; curl "+
 		"reports how much it moved, so its figure is the rate it had reached.\n\n",
 		rateText(rep.Rate), rep.Store, rep.CC, rep.Timeout)
