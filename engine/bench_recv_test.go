@@ -52,7 +52,7 @@ func BenchmarkReceivePath(b *testing.B) {
 			b.StartTimer()
 		}
 		k := copy(work, pkts[i])
-		s.receive(work[:k], from, time.Now())
+		s.receive(work[:k], from, time.Now(), 0)
 		i++
 	}
 }

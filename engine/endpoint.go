@@ -135,7 +135,13 @@ func (e *endpoint) readLoop() {
 				e.malformed.Add(1)
 				continue
 			}
-			s := e.dispatch(m.Buf[:m.N], m.Addr, now)
+			// The time the datagram sat in the socket's buffer is this
+			// reader's delay, not the path's.
+			var dwell time.Duration
+			if !m.At.IsZero() {
+				dwell = min(max(now.Sub(m.At), 0), time.Second)
+			}
+			s := e.dispatch(m.Buf[:m.N], m.Addr, now, dwell)
 			if s != nil && !s.owing {
 				s.owing = true
 				owing = append(owing, s)
@@ -157,7 +163,7 @@ func (e *endpoint) readLoop() {
 
 // dispatch hands one datagram to its session and returns the session if it
 // may now owe an ack.
-func (e *endpoint) dispatch(b []byte, from netip.AddrPort, now time.Time) *session {
+func (e *endpoint) dispatch(b []byte, from netip.AddrPort, now time.Time, dwell time.Duration) *session {
 	id, ok := wire.PeekSession(b)
 	if !ok {
 		e.malformed.Add(1)
@@ -168,7 +174,7 @@ func (e *endpoint) dispatch(b []byte, from netip.AddrPort, now time.Time) *sessi
 		e.unknownSession.Add(1)
 		return nil
 	}
-	if s.receive(b, from, now) {
+	if s.receive(b, from, now, dwell) {
 		return s
 	}
 	return nil

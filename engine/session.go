@@ -263,7 +263,9 @@ func (s *session) sendHello(t wire.Type, h wire.Hello) error {
 
 // receive authenticates and handles one datagram on the read loop. It
 // reports whether the session may owe an ack.
-func (s *session) receive(b []byte, from netip.AddrPort, now time.Time) bool {
+// receive handles one datagram that arrived dwell before now (the time it
+// waited in the socket's buffer, when the socket tells; else 0).
+func (s *session) receive(b []byte, from netip.AddrPort, now time.Time, dwell time.Duration) bool {
 	h, err := wire.ParseHeader(b)
 	if err != nil {
 		s.counters.badFrames.Add(1)
@@ -298,7 +300,7 @@ func (s *session) receive(b []byte, from netip.AddrPort, now time.Time) bool {
 			return false
 		}
 		s.setPeer(from)
-		s.onData(h, dh, body, now)
+		s.onData(h, dh, body, now, dwell)
 		return true
 	case wire.TypeAck:
 		a, err := wire.ParseAck(body, s.acks.scratch)
@@ -339,9 +341,13 @@ type ackState struct {
 	queueMin     int64     // smallest queueing delay seen since the last ack (µs), -1 if none
 	owd          owdFilter
 	scratch      []wire.PNRange
-	out          []wire.PNRange
-	body, pkt    []byte // scratch for encoding and sealing acks
-	msg          [1]udpio.Message
+	// Socket-buffer dwell since the last report, for the debug log.
+	dwellMax, dwellSum time.Duration
+	dwellN             int
+	dwellReport        time.Time
+	out                []wire.PNRange
+	body, pkt          []byte // scratch for encoding and sealing acks
+	msg                [1]udpio.Message
 }
 
 // Ack timing: at least every ackEvery packets, and no later than
@@ -351,8 +357,9 @@ const (
 	maxAckDelay = time.Millisecond
 )
 
-func (s *session) onData(h wire.Header, dh wire.DataHeader, payload []byte, now time.Time) {
+func (s *session) onData(h wire.Header, dh wire.DataHeader, payload []byte, now time.Time, dwell time.Duration) {
 	a := &s.acks
+	a.noteDwell(s, now, dwell)
 	pn := int64(h.Number)
 	if a.pending == 0 {
 		a.firstPending = now
@@ -387,6 +394,23 @@ func (s *session) onData(h wire.Header, dh wire.DataHeader, payload []byte, now 
 	if dup := r.deliver(dh.Offset, payload); dup > 0 {
 		s.counters.dupBytes.Add(dup)
 	}
+}
+
+// noteDwell keeps track of how long data waited in the socket's buffer and
+// logs it (with the queueing delay reported) every half second.
+func (a *ackState) noteDwell(s *session, now time.Time, dwell time.Duration) {
+	a.dwellMax = max(a.dwellMax, dwell)
+	a.dwellSum += dwell
+	a.dwellN++
+	if a.dwellReport.IsZero() {
+		a.dwellReport = now
+	}
+	if now.Sub(a.dwellReport) < 500*time.Millisecond {
+		return
+	}
+	s.log.Debug("receiver", "dwell_max", a.dwellMax, "dwell_avg", a.dwellSum/time.Duration(a.dwellN),
+		"packets", a.dwellN, "queue_min", time.Duration(max(a.queueMin, 0))*time.Microsecond)
+	a.dwellMax, a.dwellSum, a.dwellN, a.dwellReport = 0, 0, 0, now
 }
 
 // ackDeadline is when the pending ack must go out; zero if none pending.

@@ -152,7 +152,7 @@ func BenchmarkSplitGRO(b *testing.B) {
 	b.ReportAllocs()
 	var s segmenter
 	for b.Loop() {
-		s.reset(data, 1400, src, false)
+		s.reset(data, 1400, src, false, time.Time{})
 		s.fill(ms)
 	}
 }

@@ -38,6 +38,7 @@ type linuxConn struct {
 	laddr net.Addr
 	v6    bool        // the socket is AF_INET6 (possibly dual-stack)
 	gro   bool        // UDP_GRO is on: read into 64 KiB slots and split
+	rxts  bool        // SO_TIMESTAMPNS is on: datagrams carry their arrival time
 	gso   atomic.Bool // UDP_SEGMENT sends; cleared for good on EIO/EINVAL
 	mmsg  atomic.Bool // recvmmsg/sendmmsg; cleared if the kernel lacks them
 	rbuf  int         // SO_RCVBUF granted
@@ -63,7 +64,7 @@ func newLinux(pc *net.UDPConn, opt Options) (*linuxConn, error) {
 	}
 	c := &linuxConn{pc: pc, rc: rc, laddr: pc.LocalAddr()}
 	var serr error
-	var gso, gro bool
+	var gso, gro, rxts bool
 	err = rc.Control(func(fd uintptr) {
 		s := int(fd)
 		var domain int
@@ -87,6 +88,7 @@ func newLinux(pc *net.UDPConn, opt Options) (*linuxConn, error) {
 			// be taken for single datagrams.
 			_ = syscall.SetsockoptInt(s, solUDP, udpGRO, 0)
 		}
+		rxts = syscall.SetsockoptInt(s, syscall.SOL_SOCKET, syscall.SO_TIMESTAMPNS, 1) == nil
 	})
 	if err == nil {
 		err = serr
@@ -94,7 +96,7 @@ func newLinux(pc *net.UDPConn, opt Options) (*linuxConn, error) {
 	if err != nil {
 		return nil, &net.OpError{Op: "udpio", Net: "udp", Source: c.laddr, Err: err}
 	}
-	c.gro = gro
+	c.gro, c.rxts = gro, rxts
 	c.gso.Store(gso)
 	c.mmsg.Store(!opt.DisableMMsg)
 	c.r.init(c)
@@ -118,7 +120,7 @@ func setBuffer(fd, force, plain, size int) int {
 }
 
 func (c *linuxConn) Caps() Caps {
-	return Caps{GSO: c.gso.Load(), GRO: c.gro, MMsg: c.mmsg.Load(), ReadBuffer: c.rbuf, WriteBuffer: c.wbuf}
+	return Caps{GSO: c.gso.Load(), GRO: c.gro, MMsg: c.mmsg.Load(), RxTimestamps: c.rxts, ReadBuffer: c.rbuf, WriteBuffer: c.wbuf}
 }
 
 func (c *linuxConn) SetReadDeadline(t time.Time) error { return c.pc.SetReadDeadline(t) }
@@ -177,6 +179,7 @@ func (c *linuxConn) ReadBatch(ms []Message) (int, error) {
 		m.N = int(h.len)
 		m.Truncated = h.hdr.flags&syscall.MSG_TRUNC != 0
 		m.Addr = r.decode(&r.names[i])
+		_, m.At = parseCmsgs(r.oob[i*readOOB : i*readOOB+int(h.hdr.controllen)])
 	}
 	clear(r.iovs[:r.want]) // do not keep the caller's buffers alive
 	return r.got, nil
@@ -309,12 +312,12 @@ func (r *reader) load() {
 	for i := range r.got {
 		h := &r.hdrs[i]
 		n := int(h.len)
-		seg := groSize(r.oob[i*readOOB : i*readOOB+int(h.hdr.controllen)])
+		seg, at := parseCmsgs(r.oob[i*readOOB : i*readOOB+int(h.hdr.controllen)])
 		if seg > 0 && seg < n {
 			r.coalesced++
 		}
 		data := r.slots[i*maxDatagram : i*maxDatagram+n]
-		r.segs[i].reset(data, seg, r.decode(&r.names[i]), h.hdr.flags&syscall.MSG_TRUNC != 0)
+		r.segs[i].reset(data, seg, r.decode(&r.names[i]), h.hdr.flags&syscall.MSG_TRUNC != 0, at)
 	}
 	r.head, r.tail = 0, r.got
 }
@@ -332,21 +335,26 @@ func (r *reader) drain(ms []Message) int {
 	return n
 }
 
-// groSize returns the segment size carried by a UDP_GRO control message in
-// oob, or 0 if there is none.
-func groSize(oob []byte) int {
+// parseCmsgs returns the segment size carried by a UDP_GRO control message
+// in oob (0 if there is none) and the receive time of an SCM_TIMESTAMPNS
+// one (zero if there is none).
+func parseCmsgs(oob []byte) (seg int, at time.Time) {
 	for len(oob) >= cmsgData {
 		h := (*cmsghdr)(unsafe.Pointer(&oob[0]))
 		l := int(h.len)
 		if l < cmsgData || l > len(oob) {
-			return 0
+			return seg, at
 		}
-		if h.level == solUDP && h.typ == udpGRO && l >= cmsgData+4 {
-			return int(int32(binary.NativeEndian.Uint32(oob[cmsgData:])))
+		switch {
+		case h.level == solUDP && h.typ == udpGRO && l >= cmsgData+4:
+			seg = int(int32(binary.NativeEndian.Uint32(oob[cmsgData:])))
+		case h.level == syscall.SOL_SOCKET && h.typ == syscall.SCM_TIMESTAMPNS && l >= cmsgData+int(unsafe.Sizeof(syscall.Timespec{})):
+			ts := (*syscall.Timespec)(unsafe.Pointer(&oob[cmsgData]))
+			at = time.Unix(int64(ts.Sec), int64(ts.Nsec))
 		}
 		oob = oob[min(cmsgAlign(l), len(oob)):]
 	}
-	return 0
+	return seg, at
 }
 
 // decode reads a source address filled in by the kernel.

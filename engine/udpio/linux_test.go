@@ -729,3 +729,51 @@ func btoi(b bool) int {
 	}
 	return 0
 }
+
+// TestReceiveTimestamps: datagrams carry the time the kernel received
+// them, not the time they were read — the difference is how long they
+// waited in the socket's buffer.
+func TestReceiveTimestamps(t *testing.T) {
+	for _, o := range []Options{{}, {DisableGRO: true}, {DisableGRO: true, DisableMMsg: true}, {DisableGSO: true}} {
+		t.Run(optName(o), func(t *testing.T) {
+			rx := open(t, "udp4", "127.0.0.1:0", o)
+			tx := open(t, "udp4", "127.0.0.1:0", o)
+			if !rx.Caps().RxTimestamps {
+				t.Fatal("Caps().RxTimestamps is false: SO_TIMESTAMPNS was refused")
+			}
+			want := mixedBatch(addrOf(t, rx))
+			before := time.Now()
+			send(t, tx, want)
+			sent := time.Now()
+			const wait = 60 * time.Millisecond
+			time.Sleep(wait)
+			ms := make([]Message, len(want))
+			for i := range ms {
+				ms[i].Buf = make([]byte, maxDatagram)
+			}
+			rx.SetReadDeadline(time.Now().Add(5 * time.Second))
+			got := 0
+			for got < len(want) {
+				n, err := rx.ReadBatch(ms[got:])
+				if err != nil {
+					t.Fatalf("ReadBatch after %d datagrams: %v", got, err)
+				}
+				read := time.Now()
+				for _, m := range ms[got : got+n] {
+					if m.At.IsZero() {
+						t.Fatalf("datagram %d has no receive time", got)
+					}
+					// The kernel's wall clock, to the tolerance of a clock
+					// read (loopback delivers within the send call).
+					if m.At.Before(before.Add(-time.Millisecond)) || m.At.After(sent.Add(time.Millisecond)) {
+						t.Fatalf("datagram %d received at %v, outside the send call [%v, %v]", got, m.At, before, sent)
+					}
+					if d := read.Sub(m.At); d < wait-5*time.Millisecond {
+						t.Fatalf("datagram %d: %v between receipt and read, want ≥ %v (the time it sat in the buffer)", got, d, wait)
+					}
+				}
+				got += n
+			}
+		})
+	}
+}

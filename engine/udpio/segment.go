@@ -1,6 +1,9 @@
 package udpio
 
-import "net/netip"
+import (
+	"net/netip"
+	"time"
+)
 
 // segmenter hands out the datagrams held in one received buffer. With GRO the
 // kernel may deliver several datagrams of one flow in a single buffer: all of
@@ -12,12 +15,13 @@ type segmenter struct {
 	seg   int            // datagram size; <= 0 means data is a single datagram
 	addr  netip.AddrPort // source of every datagram in data
 	trunc bool           // the kernel cut the buffer short (MSG_TRUNC)
+	at    time.Time      // when the kernel received the buffer
 	left  bool           // a datagram remains (data may be empty: a 0-byte datagram)
 }
 
 // reset makes s hand out the datagrams in data.
-func (s *segmenter) reset(data []byte, seg int, addr netip.AddrPort, trunc bool) {
-	*s = segmenter{data: data, seg: seg, addr: addr, trunc: trunc, left: true}
+func (s *segmenter) reset(data []byte, seg int, addr netip.AddrPort, trunc bool, at time.Time) {
+	*s = segmenter{data: data, seg: seg, addr: addr, trunc: trunc, at: at, left: true}
 }
 
 // done reports whether every datagram has been handed out.
@@ -38,6 +42,7 @@ func (s *segmenter) fill(ms []Message) int {
 		c := copy(m.Buf, s.data[:l])
 		m.N = c
 		m.Addr = s.addr
+		m.At = s.at
 		m.Truncated = c < l || (last && s.trunc)
 		s.data = s.data[l:]
 		s.left = !last

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"testing"
+	"time"
 )
 
 // splitAll drives a segmenter the way ReadBatch does: batches of the given
@@ -13,7 +14,7 @@ func splitAll(t testing.TB, data []byte, seg int, trunc bool, batches []int, buf
 	t.Helper()
 	src := netip.MustParseAddrPort("192.0.2.1:4000")
 	var s segmenter
-	s.reset(data, seg, src, trunc)
+	s.reset(data, seg, src, trunc, time.Time{})
 	var out []got
 	for i := 0; !s.done(); i++ {
 		if i > len(data)+10 {
@@ -112,7 +113,7 @@ func TestSegmenterCases(t *testing.T) {
 	})
 	t.Run("empty batch", func(t *testing.T) {
 		var s segmenter
-		s.reset([]byte("abc"), 0, netip.AddrPort{}, false)
+		s.reset([]byte("abc"), 0, netip.AddrPort{}, false, time.Time{})
 		if n := s.fill(nil); n != 0 || s.done() {
 			t.Fatalf("fill(nil) = %d, done = %v; want 0 and not done", n, s.done())
 		}

@@ -50,6 +50,11 @@ type Message struct {
 	// Truncated is set by ReadBatch when the datagram was longer than Buf:
 	// Buf holds its first len(Buf) bytes, N == len(Buf), the rest is lost.
 	Truncated bool
+	// At is, for ReadBatch, when the kernel received the datagram (its
+	// wall clock, SO_TIMESTAMPNS); zero when the socket does not say. The
+	// time a datagram waited in the socket's buffer is the reader's delay,
+	// not the network's.
+	At time.Time
 }
 
 // Caps says which kernel offloads a Conn uses.
@@ -61,6 +66,8 @@ type Caps struct {
 	GRO bool
 	// MMsg: recvmmsg/sendmmsg move many datagrams per system call.
 	MMsg bool
+	// RxTimestamps: ReadBatch sets Message.At.
+	RxTimestamps bool
 	// ReadBuffer and WriteBuffer are the socket buffer sizes in bytes that
 	// the kernel granted, as getsockopt(SO_RCVBUF/SO_SNDBUF) reports them
 	// (Linux reports twice the size asked for, the extra being its
