@@ -14,9 +14,9 @@ import (
 // the rate its recent transfers to each server reached (ClientConfig.
 // PathMemory) and start its next session at half of that instead of at
 // 10 Mbit/s (or at the user's target rate, capped by it): a long fat path
-// then fills in a round trip or two, not six or seven. The search for the path's rate still runs from there, and a queue
-// or heavy loss ends it as usual; a memory older than pathMemoryAge is not
-// used (paths change).
+// then fills in a round trip or two, not six or seven. The search for the
+// path's rate still runs from there, and a queue or heavy loss ends it as
+// usual; a memory older than pathMemoryAge is not used (paths change).
 const (
 	pathMemoryAge = time.Hour
 	// Transfers smaller than this measure their own start more than the

@@ -262,9 +262,9 @@ func (s *session) sendHello(t wire.Type, h wire.Hello) error {
 // ---- receiving -------------------------------------------------------
 
 // receive authenticates and handles one datagram on the read loop. It
-// reports whether the session may owe an ack.
-// receive handles one datagram that arrived dwell before now (the time it
-// waited in the socket's buffer, when the socket tells; else 0).
+// reports whether the session may owe an ack. dwell is how long the
+// datagram waited in the socket's buffer before now (0 when the socket
+// does not say).
 func (s *session) receive(b []byte, from netip.AddrPort, now time.Time, dwell time.Duration) bool {
 	h, err := wire.ParseHeader(b)
 	if err != nil {
@@ -341,13 +341,14 @@ type ackState struct {
 	queueMin     int64     // smallest queueing delay seen since the last ack (µs), -1 if none
 	owd          owdFilter
 	scratch      []wire.PNRange
+	out          []wire.PNRange
+	body, pkt    []byte // scratch for encoding and sealing acks
+	msg          [1]udpio.Message
+
 	// Socket-buffer dwell since the last report, for the debug log.
 	dwellMax, dwellSum time.Duration
 	dwellN             int
 	dwellReport        time.Time
-	out                []wire.PNRange
-	body, pkt          []byte // scratch for encoding and sealing acks
-	msg                [1]udpio.Message
 }
 
 // Ack timing: at least every ackEvery packets, and no later than
