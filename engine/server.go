@@ -74,7 +74,8 @@ type Server struct {
 	uploads map[string]*serverUpload // by slot: one live upload per user, bucket and key
 	closed  bool
 
-	wg sync.WaitGroup
+	wg       sync.WaitGroup
+	removing sync.WaitGroup // finished staging areas being removed
 }
 
 // DefaultPort is the control (TCP) and data (UDP) port.
@@ -196,6 +197,7 @@ func (s *Server) Serve(ctx context.Context) error {
 			s.mu.Unlock()
 			if closed {
 				s.wg.Wait()
+				s.removing.Wait()
 				return nil
 			}
 			if ne, ok := err.(net.Error); ok && ne.Timeout() {

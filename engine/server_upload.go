@@ -98,6 +98,8 @@ type serverUpload struct {
 	snapshots map[int64][]byte // hash states at part ends not yet checkpointed
 	parts     map[int]bool     // parts durable in the store
 	partBusy  map[int]bool
+	streaming int          // the part being sent as it arrives (0: none)
+	noStream  map[int]bool // parts whose streaming failed: sent whole
 	checkpt   int64
 	err       error
 	sha       string
@@ -105,6 +107,7 @@ type serverUpload struct {
 
 	stopOnce sync.Once
 	stopCh   chan struct{}
+	loopEnd  chan struct{} // closed when the loop stops starting parts
 	done     chan struct{} // closed when the loop ends
 	kick     chan struct{} // a part finished: run the loop now
 	partWG   sync.WaitGroup
@@ -173,8 +176,8 @@ func (c *serverConn) startUpload(ctx context.Context, req uploadReq, reset bool)
 		c: c, slot: slot, dir: filepath.Join(srv.stagingDir, slot), stream: req.Stream,
 		bucket: req.Bucket, key: req.Key, size: req.Size, mtime: req.Meta.Mtime, meta: req.Meta.meta(),
 		durable: &ranges.Set{}, hasher: sha256.New(), snapshots: map[int64][]byte{},
-		parts: map[int]bool{}, partBusy: map[int]bool{},
-		stopCh: make(chan struct{}), done: make(chan struct{}), kick: make(chan struct{}, 1),
+		parts: map[int]bool{}, partBusy: map[int]bool{}, noStream: map[int]bool{},
+		stopCh: make(chan struct{}), loopEnd: make(chan struct{}), done: make(chan struct{}), kick: make(chan struct{}, 1),
 	}
 	u.log = c.log.With("bucket", req.Bucket, "key", req.Key, "stream", req.Stream)
 	if err := u.open(ctx, req, policy, reset); err != nil {
@@ -365,6 +368,23 @@ func discardStaging(ctx context.Context, store cos.Store, dir string, st staging
 	os.RemoveAll(dir)
 }
 
+// removeStagingLater removes a finished upload's staging area without
+// making the client wait while a large file's blocks are freed: the area
+// is renamed aside at once (so a new upload of the same key starts
+// afresh) and removed in the background.
+func (s *Server) removeStagingLater(dir string) {
+	gone := fmt.Sprintf("%s.done-%d", dir, time.Now().UnixNano())
+	if err := os.Rename(dir, gone); err != nil {
+		os.RemoveAll(dir)
+		return
+	}
+	s.removing.Add(1)
+	go func() {
+		defer s.removing.Done()
+		os.RemoveAll(gone)
+	}()
+}
+
 // sweepStaging removes staging areas untouched since cutoff.
 func (s *Server) sweepStaging(cutoff time.Time) int {
 	entries, err := os.ReadDir(s.stagingDir)
@@ -504,6 +524,7 @@ func (u *serverUpload) stop(err error) {
 // store, until everything is in or the upload stops.
 func (u *serverUpload) loop() {
 	defer func() {
+		close(u.loopEnd) // a part still streaming gives up
 		u.partWG.Wait()
 		u.recv.close()
 		u.recv.wait() // no write into u.file after it is closed below
@@ -542,6 +563,7 @@ func (u *serverUpload) loop() {
 		case <-recvDone:
 			recvDone = nil
 			finished = true
+			u.log.Debug("every byte received")
 		}
 		if recvDone == nil {
 			finished = true
@@ -711,7 +733,10 @@ func validSHA256(s string) bool {
 	return err == nil && s == strings.ToLower(s)
 }
 
-// startParts sends finished parts to the store, a few at a time.
+// startParts sends finished parts to the store, a few at a time, and
+// one part that is still arriving: its request reads the bytes as the
+// receiver writes them, so the last part is in the store moments after
+// its last byte instead of one part's store time later.
 func (u *serverUpload) startParts(ctx context.Context) {
 	ps := u.up.PartSize()
 	limit := u.c.srv.cfg.PartConcurrency
@@ -723,50 +748,142 @@ func (u *serverUpload) startParts(ctx context.Context) {
 		}
 		off := int64(n-1) * ps
 		size := min(ps, u.size-off)
-		if !u.durable.Contains(off, size) || off < u.hashFrom {
+		if off < u.hashFrom {
 			continue
 		}
-		u.partBusy[n] = true
-		u.partWG.Add(1)
-		go func(n int, off, size int64) {
-			defer u.partWG.Done()
-			var err error
-			start := time.Now()
-			for attempt := 0; attempt < 4; attempt++ {
-				if attempt > 0 {
-					select {
-					case <-time.After(time.Duration(1<<attempt) * 500 * time.Millisecond):
-					case <-u.stopCh:
-						err = ErrCancelled
-					}
-					if err != nil {
-						break
-					}
-				}
-				if u.local != nil {
-					_, err = u.local.CommitPart(ctx, n)
-				} else {
-					_, err = u.up.WritePart(ctx, n, io.NewSectionReader(u.file, off, size))
-				}
-				if err == nil || errors.Is(err, cos.ErrPermission) || errors.Is(err, cos.ErrNotFound) {
-					break
-				}
-				u.log.Info("part upload failed; retrying", "part", n, "err", err)
-			}
-			u.log.Debug("part stored", "part", n, "size", size, "took", time.Since(start), "err", err)
-			u.mu.Lock()
-			delete(u.partBusy, n)
+		switch {
+		case u.durable.Contains(off, size):
+			u.sendPart(ctx, n, off, size, false)
+		case u.streaming == 0 && u.local == nil && !u.noStream[n] && u.recv.writtenFrom(off) > 0:
+			u.streaming = n
+			u.sendPart(ctx, n, off, size, true)
+		}
+	}
+}
+
+// sendPart stores part n in the background (u.mu held): whole from the
+// staged file, with retries, or streamed as it arrives. A streamed part
+// that fails is sent whole once all its bytes are durable.
+func (u *serverUpload) sendPart(ctx context.Context, n int, off, size int64, stream bool) {
+	u.partBusy[n] = true
+	u.partWG.Add(1)
+	go func() {
+		defer u.partWG.Done()
+		start := time.Now()
+		var err error
+		if stream {
+			_, err = u.up.WritePart(ctx, n, &partStream{u: u, off: off, end: off + size, size: size})
+		} else {
+			err = u.writePart(ctx, n, off, size)
+		}
+		u.log.Debug("part stored", "part", n, "size", size, "streamed", stream, "took", time.Since(start), "err", err)
+		u.mu.Lock()
+		delete(u.partBusy, n)
+		switch {
+		case stream:
+			u.streaming = 0
 			if err == nil {
 				u.parts[n] = true
-			} else if u.err == nil {
-				u.err = fmt.Errorf("storing part %d: %w", n, err)
+			} else {
+				u.noStream[n] = true
 			}
-			u.mu.Unlock()
+		case err == nil:
+			u.parts[n] = true
+		case u.err == nil:
+			u.err = fmt.Errorf("storing part %d: %w", n, err)
+		}
+		u.mu.Unlock()
+		if stream && err != nil && !errors.Is(err, ErrCancelled) {
+			u.log.Info("streaming a part to the store failed; it goes whole once received", "part", n, "err", err)
+		}
+		select {
+		case u.kick <- struct{}{}:
+		default:
+		}
+	}()
+}
+
+// writePart stores part n from the staged file, retrying what may pass.
+func (u *serverUpload) writePart(ctx context.Context, n int, off, size int64) error {
+	var err error
+	for attempt := 0; attempt < 4; attempt++ {
+		if attempt > 0 {
 			select {
-			case u.kick <- struct{}{}:
-			default:
+			case <-time.After(time.Duration(1<<attempt) * 500 * time.Millisecond):
+			case <-u.stopCh:
+				return ErrCancelled
 			}
-		}(n, off, size)
+		}
+		if u.local != nil {
+			_, err = u.local.CommitPart(ctx, n)
+		} else {
+			_, err = u.up.WritePart(ctx, n, io.NewSectionReader(u.file, off, size))
+		}
+		if err == nil || errors.Is(err, cos.ErrPermission) || errors.Is(err, cos.ErrNotFound) {
+			return err
+		}
+		u.log.Info("part upload failed; retrying", "part", n, "err", err)
+	}
+	return err
+}
+
+// partStallTimeout: a streamed part whose next bytes take longer than
+// this to arrive gives up (and is sent whole later), so that no store
+// request hangs on a client that went away.
+var partStallTimeout = 10 * time.Second
+
+// errPartStalled ends a streamed part that waited partStallTimeout.
+var errPartStalled = errors.New("no bytes arrived for the part in time")
+
+// partStream reads [off, end) of the staged file as the receiver writes
+// it, waiting for bytes not yet there.
+type partStream struct {
+	u         *serverUpload
+	off, end  int64
+	size      int64
+	stallWait *time.Timer
+}
+
+// Size tells the store the part's length before it is all here.
+func (p *partStream) Size() int64 { return p.size }
+
+func (p *partStream) Read(b []byte) (int, error) {
+	if p.off >= p.end {
+		return 0, io.EOF
+	}
+	waiting := false
+	for {
+		avail, changed, err := p.u.recv.writtenRun(p.off)
+		if err != nil {
+			return 0, fmt.Errorf("writing staged data: %w", err)
+		}
+		if avail > 0 {
+			n := int(min(avail, int64(len(b)), p.end-p.off))
+			k, err := p.u.file.ReadAt(b[:n], p.off)
+			p.off += int64(k)
+			if err == io.EOF && k == n {
+				err = nil
+			}
+			return k, err
+		}
+		if !waiting { // the stall clock runs from the first wait at p.off
+			waiting = true
+			if p.stallWait == nil {
+				p.stallWait = time.NewTimer(partStallTimeout)
+			} else {
+				p.stallWait.Reset(partStallTimeout)
+			}
+			defer p.stallWait.Stop()
+		}
+		select {
+		case <-changed:
+		case <-p.u.loopEnd:
+			return 0, ErrCancelled
+		case <-p.u.stopCh:
+			return 0, ErrCancelled
+		case <-p.stallWait.C:
+			return 0, errPartStalled
+		}
 	}
 }
 
@@ -856,12 +973,14 @@ func (c *serverConn) commit(ctx context.Context, req commitReq) (any, error) {
 			return nil, err
 		}
 	} else {
+		start := time.Now()
 		o, err = u.up.Complete(ctx)
 		if err != nil {
 			return nil, err
 		}
+		u.log.Debug("store upload completed", "took", time.Since(start))
 	}
-	os.RemoveAll(u.dir)
+	c.srv.removeStagingLater(u.dir)
 	u.log.Info("upload committed", "size", u.size, "sha256", u.sha)
 	return toObjectJSON(o), nil
 }

@@ -462,6 +462,21 @@ func (r *recvStream) waitIdle(stop <-chan struct{}) {
 	}
 }
 
+// writtenRun reports how many bytes from off are on the destination
+// without a gap, a channel closed when that may change, and the writer's
+// error.
+func (r *recvStream) writtenRun(off int64) (int64, <-chan struct{}, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.written.Prefix(off), r.changed, r.err
+}
+
+// writtenFrom is writtenRun's count alone.
+func (r *recvStream) writtenFrom(off int64) int64 {
+	n, _, _ := r.writtenRun(off)
+	return n
+}
+
 // written returns a copy of what is on the destination.
 func (r *recvStream) writtenSet() *ranges.Set {
 	r.mu.Lock()
