@@ -23,6 +23,10 @@ import (
 // acknowledgement of an upload's data and its commit.
 var testHookBeforeCommit func()
 
+// testHookCommitSent, when set by a test, is told as an upload's commit
+// goes out whether every byte had been acknowledged by then.
+var testHookCommitSent func(acked bool)
+
 // testHookHashing, when set by a test, runs before an upload's source is
 // hashed; testHookUploadSHA changes the checksum sent ahead in
 // "upload_sha" ("" sends none).
@@ -443,38 +447,82 @@ func (c *Client) upload(ctx context.Context, t *transfer, req UploadRequest, pol
 			}
 		}()
 	}
-	select {
-	case <-st.done:
-		if st.err != nil {
-			return Result{}, st.err
+	// The commit goes out as soon as every byte has been sent once (and the
+	// checksum is known), not after the last acknowledgement: the server
+	// answers it when it holds every byte and the store the object, which
+	// saves the round trip between the two.
+	type commitResult struct {
+		o   objectJSON
+		sum string
+		err error
+	}
+	commitCh := make(chan commitResult, 1)
+	go func() {
+		select {
+		case <-st.allSent:
+		case <-ctx.Done():
+			return
+		case <-cc.dead:
+			return
 		}
-	case <-failedCh:
-		return Result{}, failed
-	case <-ctx.Done():
+		if testHookBeforeCommit != nil {
+			select {
+			case <-st.done:
+			case <-ctx.Done():
+				return
+			}
+			testHookBeforeCommit()
+		}
+		var r commitResult
+		if r.sum, r.err = waitSHA(); r.err == nil {
+			if testHookCommitSent != nil {
+				select {
+				case <-st.done:
+					testHookCommitSent(true)
+				default:
+					testHookCommitSent(false)
+				}
+			}
+			r.err = cc.call(ctx, "commit", commitReq{Stream: stream, SHA256: r.sum}, &r.o)
+		}
+		commitCh <- r
+	}()
+	// Stopped, not abandoned: the server keeps what it staged for a rerun,
+	// unless Cancel asked to discard the transfer.
+	stopUpload := func() error {
 		st.finish(ErrCancelled)
-		// Stopped, not abandoned: the server keeps what it staged for a
-		// rerun, unless Cancel asked to discard the transfer.
 		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		cc.call(cctx, "cancel", streamReq{Stream: stream, Discard: t.discard.Load()}, nil)
 		cancel()
-		return Result{}, ctx.Err()
-	case <-cc.dead:
-		return Result{}, cc.deadErr
+		return ctx.Err()
 	}
-	c.log.Debug("upload data acknowledged", "key", req.Key, "elapsed", time.Since(t.stats.Started))
-	if testHookBeforeCommit != nil {
-		testHookBeforeCommit()
+	dataDone := st.done
+	for {
+		select {
+		case <-dataDone:
+			if st.err != nil {
+				return Result{}, st.err
+			}
+			dataDone = nil
+			c.log.Debug("upload data acknowledged", "key", req.Key, "elapsed", time.Since(t.stats.Started))
+			continue
+		case r := <-commitCh:
+			if r.err != nil && ctx.Err() != nil {
+				return Result{}, stopUpload()
+			}
+			if r.err != nil {
+				return Result{}, r.err
+			}
+			c.log.Debug("upload committed", "key", req.Key, "elapsed", time.Since(t.stats.Started))
+			return Result{Object: r.o.info(), SHA256: r.sum, Verified: VerifiedSHA256}, nil
+		case <-failedCh:
+			return Result{}, failed
+		case <-ctx.Done():
+			return Result{}, stopUpload()
+		case <-cc.dead:
+			return Result{}, cc.deadErr
+		}
 	}
-	sum, err := waitSHA()
-	if err != nil {
-		return Result{}, err
-	}
-	var o objectJSON
-	if err := cc.call(ctx, "commit", commitReq{Stream: stream, SHA256: sum}, &o); err != nil {
-		return Result{}, err
-	}
-	c.log.Debug("upload committed", "key", req.Key, "elapsed", time.Since(t.stats.Started))
-	return Result{Object: o.info(), SHA256: sum, Verified: VerifiedSHA256}, nil
 }
 
 // existingMatches decides whether an object already stored with the same

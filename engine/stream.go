@@ -66,10 +66,11 @@ type sendStream struct {
 	finishOnce sync.Once
 	done       chan struct{}
 	err        error
+	allSent    chan struct{} // closed once every byte has been sent at least once
 }
 
 func newSendStream(id uint32, src sendSource, need *ranges.Set) *sendStream {
-	return &sendStream{
+	st := &sendStream{
 		id:      id,
 		src:     src,
 		unsent:  need.Clone(),
@@ -77,7 +78,12 @@ func newSendStream(id uint32, src sendSource, need *ranges.Set) *sendStream {
 		pending: need.Clone(),
 		total:   need.Size(),
 		done:    make(chan struct{}),
+		allSent: make(chan struct{}),
 	}
+	if need.Count() == 0 {
+		close(st.allSent)
+	}
+	return st
 }
 
 // activate puts the stream in the session's order if it has work. Call
@@ -138,6 +144,9 @@ func (st *sendStream) next(now time.Time, max int) (off int64, n int, retrans bo
 	}
 	n = int(min(r.Len, int64(max), ready))
 	st.unsent.Remove(r.Off, int64(n))
+	if st.unsent.Count() == 0 {
+		close(st.allSent)
+	}
 	st.sent += int64(n)
 	st.spend(now, n)
 	return r.Off, n, false, 0

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -71,6 +72,15 @@ func TestTransferAcrossEmulatedWAN(t *testing.T) {
 		size <<= 20
 	}
 	payload := randomBytes(size, 99)
+	var commitAfterAck atomic.Int32
+	testHookCommitSent = func(acked bool) {
+		if acked {
+			commitAfterAck.Store(1)
+		} else {
+			commitAfterAck.Store(2)
+		}
+	}
+	defer func() { testHookCommitSent = nil }()
 	start := time.Now()
 	up, err := c.Upload(context.Background(), UploadRequest{Bucket: "photos", Key: "wan.bin", Source: bytes.NewReader(payload), Size: int64(len(payload))})
 	if err != nil {
@@ -86,6 +96,11 @@ func TestTransferAcrossEmulatedWAN(t *testing.T) {
 	}
 	if rtt := up.RTT; rtt < 90*time.Millisecond {
 		t.Errorf("smoothed RTT %v, want about 100 ms: was the emulator in the path?", rtt)
+	}
+	// The commit rides behind the last bytes instead of waiting a round
+	// trip for their acknowledgement.
+	if got := commitAfterAck.Load(); got != 2 {
+		t.Errorf("the commit went out after every byte was acknowledged (hook: %d), not with the last bytes", got)
 	}
 	back, err := os.Create(filepath.Join(dir, "back"))
 	if err != nil {
