@@ -291,6 +291,9 @@ func (lo *localRun) s3(ctx context.Context, w *weedServer, srv *chuteServer) err
 	return nil
 }
 
+// besideTool names chute cp runs taken beside the mount's.
+const besideTool = "chute cp beside the mount"
+
 // mounts: 1 file of the run's size written and read through each mount,
 // cp -r of many small files, ls -lR and find of a large bucket.
 func (lo *localRun) mounts(ctx context.Context, w *weedServer, srv *chuteServer) error {
@@ -314,6 +317,17 @@ func (lo *localRun) mounts(ctx context.Context, w *weedServer, srv *chuteServer)
 	for _, t := range setup.tools(withChute) {
 		if ctx.Err() != nil {
 			break
+		}
+		if t.name == "chute mount" {
+			dst := filepath.Join(lo.out, "dl-beside.bin")
+			t.beside = func(ctx context.Context, write bool, i int) measurement {
+				url := srv.url("bench", fmt.Sprintf("beside-mount-%d", i))
+				if write {
+					return lo.client.cp(ctx, host, opTimeout, besideTool, true, lo.size, srv.service, 0, nil, lo.src, url, nil)
+				}
+				defer os.Remove(dst)
+				return lo.client.cp(ctx, host, opTimeout, besideTool, false, lo.size, srv.service, 0, nil, url, dst, nil)
+			}
 		}
 		for _, m := range mountOps(ctx, t, mnt, filepath.Join(lo.out, "cache-"+slug(t.name)), &w.s3Store, lo.src, lo.size, "",
 			small, nSmall, smallSize, nTree, filepath.Join(lo.out, "dl-mnt.bin"), opTimeout, true, lo.rep.Repeat) {
@@ -361,8 +375,17 @@ func mountOps(ctx context.Context, t mountTool, mnt, cache string, s3 *s3Store, 
 	// median would compare noise.
 	var mt *mounted
 	var err error
+	// The reference beside each big write and read goes first in even
+	// runs and second in odd ones.
+	var refs []measurement
+	beside := func(write bool, i int, first bool) {
+		if t.beside != nil && (i%2 == 0) == first && ctx.Err() == nil {
+			refs = append(refs, t.beside(ctx, write, i))
+		}
+	}
 	for i := 0; i < max(repeat, 1) && ctx.Err() == nil; i++ {
 		// Write.
+		beside(true, i, true)
 		if mt, err = mount(ctx, t, mnt, cache); err != nil {
 			fail("write", err)
 			return ms
@@ -383,10 +406,12 @@ func mountOps(ctx context.Context, t mountTool, mnt, cache string, s3 *s3Store, 
 			stop()
 		}
 		closeMount(mt)
+		beside(true, i, false)
 		if ctx.Err() != nil {
-			return ms
+			return append(ms, refs...)
 		}
 		// Read, from a fresh mount (no cached blocks, no page cache).
+		beside(false, i, true)
 		if mt, err = mount(ctx, t, mnt, cache); err != nil {
 			fail("read", err)
 			return ms
@@ -401,7 +426,9 @@ func mountOps(ctx context.Context, t mountTool, mnt, cache string, s3 *s3Store, 
 		stop()
 		os.Remove(dst)
 		closeMount(mt)
+		beside(false, i, false)
 	}
+	ms = append(ms, refs...)
 	if !listing || ctx.Err() != nil {
 		return ms
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 
 	"github.com/chute/chute/internal/linkem"
@@ -102,7 +103,9 @@ func localBody(rep *localReport, h string) string {
 			"object is listed in the bucket; listings run on a fresh mount (cold), then again (warm). " +
 			"`chute mount` with its defaults (close returns once the object is committed; listings trusted for 10 s), " +
 			"`rclone mount --vfs-cache-mode writes --vfs-write-back 0s` (without the last flag rclone waits 5 s after close), " +
-			"`s3fs` with its defaults. The big file's write and read: " + runsText(rep.Repeat) + "; `cp -r` and listings: one run.\n\n")
+			"`s3fs` with its defaults. The big file's write and read: " + runsText(rep.Repeat) + "; `cp -r` and listings: one run. " +
+			"`" + besideTool + "` is `chute cp` of the same file, upload beside each write and download beside each read " +
+			"(before it in even runs, after it in odd ones): the mount's reference, met by the store in the same state.\n\n")
 		var rows [][]string
 		for _, g := range groupMeasurements(rep.S3) {
 			if g.Tool == "chute cp" {
@@ -129,6 +132,9 @@ func localBody(rep *localReport, h string) string {
 		}
 		b.WriteString(table([]string{"tool", "operation", "goodput", "time", "note"}, rows))
 		b.WriteString("\n")
+		if r := mountRatios(groupMeasurements(rep.Mount)); r != "" {
+			b.WriteString(r + "\n\n")
+		}
 	}
 	if rep.GoBench != "" {
 		fmt.Fprintf(&b, "%s Go benchmarks\n\n```\n%s\n```\n\n", h, strings.TrimSpace(rep.GoBench))
@@ -162,6 +168,50 @@ func ratios(gs []*group) string {
 	s := fmt.Sprintf("chute cp against cp: upload %.0f%% of `cp` (%.0f%% of `cp + fsync`), download %.0f%% of `cp` (%.0f%% of `cp + fsync`).",
 		up/cp*100, up/max(cpSync, 1e-9)*100, down/cp*100, down/max(cpSync, 1e-9)*100)
 	return s
+}
+
+// mountRatios compares the mount with chute cp run beside it, pair by
+// pair, as the mount issue's aim (the mount at least 80% of chute cp)
+// reads.
+func mountRatios(gs []*group) string {
+	find := func(tool, op string) *group {
+		for _, g := range gs {
+			if g.Tool == tool && g.Op == op {
+				return g
+			}
+		}
+		return nil
+	}
+	var parts []string
+	for _, p := range []struct{ mop, cop string }{{"write", "upload"}, {"read", "download"}} {
+		mg, cg := find("chute mount", p.mop), find(besideTool, p.cop)
+		if mg == nil || cg == nil || len(mg.Ms) != len(cg.Ms) {
+			continue
+		}
+		var each []string
+		var pct []float64
+		for i := range mg.Ms {
+			m, c := mg.Ms[i], cg.Ms[i]
+			if m.Error != "" || m.TimedOut || c.Error != "" || c.TimedOut || c.Mbps == 0 {
+				each = append(each, "–")
+				continue
+			}
+			pct = append(pct, m.Mbps/c.Mbps*100)
+			each = append(each, fmt.Sprintf("%.0f%%", m.Mbps/c.Mbps*100))
+		}
+		if len(pct) == 0 {
+			continue
+		}
+		sort.Float64s(pct)
+		med := (pct[(len(pct)-1)/2] + pct[len(pct)/2]) / 2
+		parts = append(parts, fmt.Sprintf("%s %.0f%% of chute cp's %s (median of %d pairs; each: %s)",
+			p.mop, med, p.cop, len(pct), strings.Join(each, ", ")))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return "chute mount against `chute cp` of the same file run right beside it (the reference first in even runs, second in odd ones): " +
+		strings.Join(parts, "; ") + "."
 }
 
 // noteOf flags a group whose measurements failed or timed out.

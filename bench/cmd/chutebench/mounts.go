@@ -19,6 +19,11 @@ type mountTool struct {
 	start func(ctx context.Context, mnt, cache string) (*service, error)
 	// unmount asks the file system to finish and unmount.
 	unmount func(ctx context.Context, mnt string) error
+	// beside, if set, measures the reference the mount is compared with
+	// (chute cp of the same file, upload for a write, download for a
+	// read), run right beside each big write and read so that both meet
+	// the store in the same state.
+	beside func(ctx context.Context, write bool, i int) measurement
 }
 
 // mountSetup is what the mount tools need to reach the bucket.

@@ -183,3 +183,31 @@ func TestParseUDPCounters(t *testing.T) {
 		t.Errorf("parseUDPCounters = %+v", c)
 	}
 }
+
+func TestMountRatios(t *testing.T) {
+	m := func(tool, op string, mbps float64, failed bool) measurement {
+		x := newMeasurement(tool, op)
+		x.Mbps = mbps
+		if failed {
+			x.Error = "cp: exit status 1"
+		}
+		return x
+	}
+	ms := []measurement{
+		m("chute mount", "write", 400, false), m("chute mount", "write", 450, false), m("chute mount", "write", 300, true),
+		m(besideTool, "upload", 500, false), m(besideTool, "upload", 500, false), m(besideTool, "upload", 500, false),
+		m("chute mount", "read", 900, false), m(besideTool, "download", 1000, false),
+	}
+	got := mountRatios(groupMeasurements(ms))
+	for _, want := range []string{
+		"write 85% of chute cp's upload (median of 2 pairs; each: 80%, 90%, –)",
+		"read 90% of chute cp's download (median of 1 pairs; each: 90%)",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("mountRatios:\n%s\nlacks %q", got, want)
+		}
+	}
+	if mountRatios(groupMeasurements(ms[:3])) != "" {
+		t.Error("mountRatios without references gave a line")
+	}
+}
