@@ -23,6 +23,11 @@ import (
 // acknowledgement of an upload's data and its commit.
 var testHookBeforeCommit func()
 
+// testHookDownloadSummary, when set by a test, is told as a download
+// ends whether its summary came with the data ("download_sent") rather
+// than from download_finish's answer.
+var testHookDownloadSummary func(withData bool)
+
 // testHookCommitSent, when set by a test, is told as an upload's commit
 // goes out whether every byte had been acknowledged by then.
 var testHookCommitSent func(acked bool)
@@ -609,7 +614,18 @@ func (c *Client) download(ctx context.Context, t *transfer, req DownloadRequest)
 	var failed error
 	failedCh := make(chan struct{})
 	var failOnce sync.Once
+	var sent sentEvent
+	sentCh := make(chan struct{})
+	var sentOnce sync.Once
 	stopEvents := cc.onEvents(stream, func(op string, body json.RawMessage) {
+		if op == "download_sent" {
+			sentOnce.Do(func() {
+				if json.Unmarshal(body, &sent) == nil {
+					close(sentCh)
+				}
+			})
+			return
+		}
 		if op != "failed" {
 			return
 		}
@@ -659,9 +675,38 @@ func (c *Client) download(ctx context.Context, t *transfer, req DownloadRequest)
 	if err := r.failed(); err != nil {
 		return Result{}, fmt.Errorf("writing: %w", err)
 	}
+	// download_finish releases the server's side; its answer is needed
+	// only if "download_sent" has not come (it usually came before the
+	// last bytes did).
+	type finishResult struct {
+		fin finishResp
+		err error
+	}
+	finCh := make(chan finishResult, 1)
+	go func() {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		var r finishResult
+		r.err = cc.call(fctx, "download_finish", streamReq{Stream: stream}, &r.fin)
+		finCh <- r
+	}()
 	var fin finishResp
-	if err := cc.call(ctx, "download_finish", streamReq{Stream: stream}, &fin); err != nil {
-		return Result{}, err
+	select {
+	case <-sentCh:
+		fin = sent.finishResp
+		if testHookDownloadSummary != nil {
+			testHookDownloadSummary(true)
+		}
+	case fr := <-finCh:
+		if fr.err != nil {
+			return Result{}, fr.err
+		}
+		fin = fr.fin
+		if testHookDownloadSummary != nil {
+			testHookDownloadSummary(false)
+		}
+	case <-ctx.Done():
+		return Result{}, ctx.Err()
 	}
 	t.mu.Lock()
 	t.stats.Sent, t.stats.Retrans = fin.Sent, fin.Retrans

@@ -349,6 +349,16 @@ type checkpointEvent struct {
 	State  []byte `json:"state"`
 }
 
+// sentEvent ("download_sent") tells the client, as the server sends a
+// download's last new byte, what "download_finish" would answer: the
+// client that then holds every byte needs no further round trip. The
+// counters are those of that moment (retransmissions after it are not
+// in them).
+type sentEvent struct {
+	Stream uint32 `json:"stream"`
+	finishResp
+}
+
 type failedEvent struct {
 	Stream uint32   `json:"stream"`
 	Err    *wireErr `json:"err"`

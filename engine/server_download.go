@@ -258,7 +258,40 @@ func (c *serverConn) startDownload(ctx context.Context, req downloadReq) (any, e
 	}
 	sess.mu.Unlock()
 	sess.addStream(d.st)
+	go d.announceSent(sess)
 	return downloadResp{Object: toObjectJSON(info)}, nil
+}
+
+// announceSent sends "download_sent" once every byte has gone out once
+// (and, for a whole object hashed here, the hash is done).
+func (d *serverDownload) announceSent(sess *session) {
+	select {
+	case <-d.st.allSent:
+	case <-d.st.done:
+		select {
+		case <-d.st.allSent:
+		default:
+			return // stopped before the end
+		}
+	}
+	ev := sentEvent{Stream: d.stream}
+	if d.whole {
+		select {
+		case <-d.src.hashDone:
+		case <-d.st.done:
+			return
+		}
+		if d.src.failed() != nil {
+			return
+		}
+		ev.SHA256 = d.src.sum
+	} else {
+		ev.SHA256 = d.info.Meta.SHA256
+	}
+	sess.mu.Lock()
+	ev.Sent, ev.Retrans = d.st.sent, d.st.retrans
+	sess.mu.Unlock()
+	d.c.event("download_sent", ev)
 }
 
 func (d *serverDownload) stop() {

@@ -107,6 +107,15 @@ func TestTransferAcrossEmulatedWAN(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer back.Close()
+	var summary atomic.Int32
+	testHookDownloadSummary = func(withData bool) {
+		if withData {
+			summary.Store(2)
+		} else {
+			summary.Store(1)
+		}
+	}
+	defer func() { testHookDownloadSummary = nil }()
 	start = time.Now()
 	down, err := c.Download(context.Background(), DownloadRequest{Bucket: "photos", Key: "wan.bin", Length: -1, Dest: back})
 	if err != nil {
@@ -117,6 +126,14 @@ func TestTransferAcrossEmulatedWAN(t *testing.T) {
 		t.Fatal("downloaded bytes differ")
 	}
 	t.Logf("download: %v, %.1f Mbit/s goodput, %d bytes retransmitted", time.Since(start).Round(time.Millisecond), down.Goodput()/1e6, down.Retrans)
+	// The server's summary (checksum, counters) came with the data, not a
+	// round trip after the last byte.
+	if got := summary.Load(); got != 2 {
+		t.Errorf("the download waited for download_finish's answer (hook: %d) instead of the summary sent with the data", got)
+	}
+	if down.Sent < int64(len(payload)) || down.Retrans == 0 {
+		t.Errorf("download counters: %d bytes sent, %d retransmitted; want at least the object's %d, and some resent at 2%% loss", down.Sent, down.Retrans, len(payload))
+	}
 }
 
 // wanLink is the emulated path: 100 ms, 2% loss, 50 Mbit/s; the rate can
