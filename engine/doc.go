@@ -38,7 +38,9 @@
 //
 // An upload lands, out of order, in a staging file on the server. The
 // server makes received bytes durable, hashes the contiguous prefix with
-// SHA-256, and sends finished parts to its store as a multipart upload.
+// SHA-256, and sends parts to its store as a multipart upload: finished
+// ones from the staging file, and the one arriving as its bytes come, so
+// that the last is stored moments after the last byte.
 // After each part it sends the client a checkpoint (the store's upload id
 // and the hash state at the end of the finished parts). The object appears
 // only when the server's SHA-256 of the whole object matches the client's.
@@ -47,7 +49,9 @@
 // commit). Since S3 fixes an object's metadata, where the checksum is
 // recorded, when its multipart upload is created, the server creates it
 // once the checksum comes (a store that takes metadata late, the folder
-// store, gets it set instead); bytes that arrive before are staged.
+// store, gets it set instead); bytes that arrive before are staged. The
+// commit goes out once every byte has been sent once, not after the last
+// acknowledgement; the server answers it when the object is stored.
 // A transfer interrupted in any way — client killed, server restarted,
 // network gone — resumes: the server offers what it holds (from its
 // staging area, or, through another server in front of the same store,
@@ -56,7 +60,10 @@
 //
 // Downloads read the object from the store in order and keep unacknowledged
 // bytes in memory to resend them; a whole-object download is hashed on the
-// way, and the client compares that SHA-256 with what it wrote.
+// way, and the client compares that SHA-256 with what it wrote. The
+// server sends the checksum and its counters ("download_sent") as it sends
+// the last new byte, so the client that holds every byte is done without
+// another round trip.
 //
 // # Errors
 //
