@@ -72,14 +72,8 @@ func TestTransferAcrossEmulatedWAN(t *testing.T) {
 		size <<= 20
 	}
 	payload := randomBytes(size, 99)
-	var commitAfterAck atomic.Int32
-	testHookCommitSent = func(acked bool) {
-		if acked {
-			commitAfterAck.Store(1)
-		} else {
-			commitAfterAck.Store(2)
-		}
-	}
+	var commitAcked hookCall
+	testHookCommitSent = commitAcked.record
 	defer func() { testHookCommitSent = nil }()
 	start := time.Now()
 	up, err := c.Upload(context.Background(), UploadRequest{Bucket: "photos", Key: "wan.bin", Source: bytes.NewReader(payload), Size: int64(len(payload))})
@@ -99,22 +93,16 @@ func TestTransferAcrossEmulatedWAN(t *testing.T) {
 	}
 	// The commit rides behind the last bytes instead of waiting a round
 	// trip for their acknowledgement.
-	if got := commitAfterAck.Load(); got != 2 {
-		t.Errorf("the commit went out after every byte was acknowledged (hook: %d), not with the last bytes", got)
+	if got := commitAcked.String(); got != "false" {
+		t.Errorf("every byte acknowledged when the commit went out: %s; want false (the commit goes with the last bytes)", got)
 	}
 	back, err := os.Create(filepath.Join(dir, "back"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer back.Close()
-	var summary atomic.Int32
-	testHookDownloadSummary = func(withData bool) {
-		if withData {
-			summary.Store(2)
-		} else {
-			summary.Store(1)
-		}
-	}
+	var summaryWithData hookCall
+	testHookDownloadSummary = summaryWithData.record
 	defer func() { testHookDownloadSummary = nil }()
 	start = time.Now()
 	down, err := c.Download(context.Background(), DownloadRequest{Bucket: "photos", Key: "wan.bin", Length: -1, Dest: back})
@@ -128,13 +116,26 @@ func TestTransferAcrossEmulatedWAN(t *testing.T) {
 	t.Logf("download: %v, %.1f Mbit/s goodput, %d bytes retransmitted", time.Since(start).Round(time.Millisecond), down.Goodput()/1e6, down.Retrans)
 	// The server's summary (checksum, counters) came with the data, not a
 	// round trip after the last byte.
-	if got := summary.Load(); got != 2 {
-		t.Errorf("the download waited for download_finish's answer (hook: %d) instead of the summary sent with the data", got)
+	if got := summaryWithData.String(); got != "true" {
+		t.Errorf("download summary came with the data: %s; want true (not download_finish's answer)", got)
 	}
 	if down.Sent < int64(len(payload)) || down.Retrans == 0 {
 		t.Errorf("download counters: %d bytes sent, %d retransmitted; want at least the object's %d, and some resent at 2%% loss", down.Sent, down.Retrans, len(payload))
 	}
 }
+
+// hookCall records the argument a test hook was last called with.
+type hookCall struct{ v atomic.Int32 } // 0: not called, 1: false, 2: true
+
+func (h *hookCall) record(b bool) {
+	if b {
+		h.v.Store(2)
+	} else {
+		h.v.Store(1)
+	}
+}
+
+func (h *hookCall) String() string { return [...]string{"never called", "false", "true"}[h.v.Load()] }
 
 // wanLink is the emulated path: 100 ms, 2% loss, 50 Mbit/s; the rate can
 // be raised with CHUTE_WAN_TEST_MBIT for manual runs.
