@@ -103,9 +103,15 @@ func localBody(rep *localReport, h string) string {
 			"object is listed in the bucket; listings run on a fresh mount (cold), then again (warm). " +
 			"`chute mount` with its defaults (close returns once the object is committed; listings trusted for 10 s), " +
 			"`rclone mount --vfs-cache-mode writes --vfs-write-back 0s` (without the last flag rclone waits 5 s after close), " +
-			"`s3fs` with its defaults. The big file's write and read: " + runsText(rep.Repeat) + "; `cp -r` and listings: one run. " +
-			"`" + besideTool + "` is `chute cp` of the same file, upload beside each write and download beside each read " +
-			"(before it in even runs, after it in odd ones): the mount's reference, met by the store in the same state.\n\n")
+			"`s3fs` with its defaults. The big file's write and read: " + runsText(rep.Repeat) + "; `cp -r` and listings: one run.")
+		for _, m := range rep.Mount {
+			if m.Tool == besideTool {
+				b.WriteString(" `" + besideTool + "` is `chute cp` of the same file, upload beside each write and download beside each read " +
+					"(before it in even runs, after it in odd ones): the mount's reference, met by the store in the same state.")
+				break
+			}
+		}
+		b.WriteString("\n\n")
 		var rows [][]string
 		for _, g := range groupMeasurements(rep.S3) {
 			if g.Tool == "chute cp" {
