@@ -374,18 +374,13 @@ func (s *session) onData(h wire.Header, dh wire.DataHeader, payload []byte, now 
 		first, _ := a.got.First()
 		a.got.Remove(first.Off, first.Len)
 	}
-	// The packet arrived when the kernel took it in, not when this loop
-	// got to it: time it waited in the socket (this process descheduled,
-	// a batch before it) is not queueing on the path, and counts in the
-	// ack delay the sender takes out of its round trip.
-	at := now.Add(-dwell)
 	if h.Number >= a.largest || a.packets == 0 {
-		a.largest, a.largestAt = h.Number, at
+		a.largest, a.largestAt = h.Number, now
 	}
 	a.pending++
 	a.packets++
 	a.bytes += uint64(len(payload))
-	q := a.owd.sample(now, s.micros(at)-dh.SendTime)
+	q := a.owd.sample(now, s.micros(now)-dh.SendTime)
 	if a.queueMin < 0 || q < a.queueMin {
 		a.queueMin = q
 	}

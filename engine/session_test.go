@@ -350,34 +350,3 @@ func TestSessionDropsForgedAndReplayedPackets(t *testing.T) {
 }
 
 func udpAddr(a netip.AddrPort) *net.UDPAddr { return net.UDPAddrFromAddrPort(a) }
-
-// TestQueueSampleUsesKernelArrival: the queueing delay a receiver reports
-// and the ack delay it counts start when the kernel took the packet in,
-// so time the packet sat in the socket while this process was busy does
-// not read as a queue on the path.
-func TestQueueSampleUsesKernelArrival(t *testing.T) {
-	p := newPair(t, simnet.Link{}, simnet.Link{}, congestion.Limits{}, wire.AES256GCM)
-	defer p.close()
-	s := p.b
-	now := time.Now()
-	sent := s.micros(now.Add(-50 * time.Millisecond))
-	// A packet taken in and handled at once sets the path's base delay.
-	s.onData(wire.Header{Type: wire.TypeData, Number: 1}, wire.DataHeader{Stream: 99, SendTime: sent}, nil, now, 0)
-	// One sent at the same time that waited 20 ms in the socket: no queue,
-	// and its ack delay runs from its arrival.
-	s.acks.pending = 0
-	later := now.Add(20 * time.Millisecond)
-	s.onData(wire.Header{Type: wire.TypeData, Number: 2}, wire.DataHeader{Stream: 99, SendTime: sent}, nil, later, 20*time.Millisecond)
-	if q := s.acks.queueMin; q != 0 {
-		t.Errorf("queue %d µs for a packet that only waited in the socket, want 0", q)
-	}
-	if !s.acks.largestAt.Equal(now) {
-		t.Errorf("the ack delay runs from %v after the arrival, want from the arrival", s.acks.largestAt.Sub(now))
-	}
-	// One that arrived 20 ms late (a queue on the path) still shows it.
-	s.acks.pending = 0
-	s.onData(wire.Header{Type: wire.TypeData, Number: 3}, wire.DataHeader{Stream: 99, SendTime: sent}, nil, later, 0)
-	if q := s.acks.queueMin; q < 19_000 || q > 21_000 {
-		t.Errorf("queue %d µs for a packet 20 ms late on the path, want about 20000", q)
-	}
-}
