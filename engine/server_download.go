@@ -274,24 +274,37 @@ func (d *serverDownload) announceSent(sess *session) {
 			return // stopped before the end
 		}
 	}
-	ev := sentEvent{Stream: d.stream}
-	if d.whole {
-		select {
-		case <-d.src.hashDone:
-		case <-d.st.done:
-			return
-		}
-		if d.src.failed() != nil {
-			return
-		}
-		ev.SHA256 = d.src.sum
-	} else {
-		ev.SHA256 = d.info.Meta.SHA256
+	fin, err := d.summary(sess, d.st.done)
+	if err != nil {
+		return
 	}
-	sess.mu.Lock()
-	ev.Sent, ev.Retrans = d.st.sent, d.st.retrans
-	sess.mu.Unlock()
-	d.c.event("download_sent", ev)
+	d.c.event("download_sent", sentEvent{Stream: d.stream, finishResp: fin})
+}
+
+// summary is what the download's end reports: the sender's counters and
+// the object's SHA-256, the stored one or, for a whole object hashed here,
+// the hash once it is done (or an error when stop closes first).
+func (d *serverDownload) summary(sess *session, stop <-chan struct{}) (finishResp, error) {
+	var fin finishResp
+	if sess != nil {
+		sess.mu.Lock()
+		fin.Sent, fin.Retrans = d.st.sent, d.st.retrans
+		sess.mu.Unlock()
+	}
+	if !d.whole { // ranged, or the store keeps the checksum
+		fin.SHA256 = d.info.Meta.SHA256
+		return fin, nil
+	}
+	select {
+	case <-d.src.hashDone:
+	case <-stop:
+		return fin, ErrCancelled
+	}
+	if err := d.src.failed(); err != nil {
+		return fin, err
+	}
+	fin.SHA256 = d.src.sum
+	return fin, nil
 }
 
 func (d *serverDownload) stop() {
@@ -312,27 +325,13 @@ func (c *serverConn) finishDownload(ctx context.Context, req streamReq) (any, er
 		return nil, fmt.Errorf("%w: no download on stream %d", ErrProtocol, req.Stream)
 	}
 	d.stop()
-	resp := finishResp{}
-	if sess, err := c.session(); err == nil {
-		sess.mu.Lock()
-		resp.Sent, resp.Retrans = d.st.sent, d.st.retrans
-		sess.mu.Unlock()
-	}
-	if d.info.Meta.SHA256 != "" {
-		resp.SHA256 = d.info.Meta.SHA256
-		return resp, nil
-	}
-	if !d.whole {
-		return resp, nil
-	}
-	select {
-	case <-d.src.hashDone:
-	case <-ctx.Done():
+	sess, _ := c.session()
+	fin, err := d.summary(sess, ctx.Done())
+	if errors.Is(err, ErrCancelled) && ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
-	if err := d.src.failed(); err != nil {
+	if err != nil {
 		return nil, err
 	}
-	resp.SHA256 = d.src.sum
-	return resp, nil
+	return fin, nil
 }

@@ -751,10 +751,14 @@ func (u *serverUpload) startParts(ctx context.Context) {
 		if off < u.hashFrom {
 			continue
 		}
-		switch {
-		case u.durable.Contains(off, size):
+		if u.durable.Contains(off, size) {
 			u.sendPart(ctx, n, off, size, false)
-		case u.streaming == 0 && u.local == nil && !u.noStream[n] && u.recv.writtenFrom(off) > 0:
+			continue
+		}
+		if u.streaming != 0 || u.local != nil || u.noStream[n] {
+			continue
+		}
+		if arrived, _, _ := u.recv.writtenRun(off); arrived > 0 {
 			u.streaming = n
 			u.sendPart(ctx, n, off, size, true)
 		}

@@ -480,12 +480,6 @@ func (r *recvStream) writtenRun(off int64) (int64, <-chan struct{}, error) {
 	return r.written.Prefix(off), r.changed, r.err
 }
 
-// writtenFrom is writtenRun's count alone.
-func (r *recvStream) writtenFrom(off int64) int64 {
-	n, _, _ := r.writtenRun(off)
-	return n
-}
-
 // written returns a copy of what is on the destination.
 func (r *recvStream) writtenSet() *ranges.Set {
 	r.mu.Lock()
