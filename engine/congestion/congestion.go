@@ -414,19 +414,29 @@ func (c *Controller) clamp(r float64) float64 {
 }
 
 // Pacer spreads sending out in time: a token bucket filled at the rate,
-// holding at most a burst's worth.
+// holding at most a burst's worth. A pacer given a catch-up horizon
+// (SetCatchUp) also keeps, up to that much time at the rate, the
+// allowance a sender missed while it was not running, and lets it be made
+// up at catchUpPeak times the rate: a sender held to a fixed rate then
+// keeps its average through scheduling stalls, without sending the debt
+// in one burst.
 type Pacer struct {
-	rate   float64 // bytes per second
-	burst  float64 // bytes
-	tokens float64
-	last   time.Time
+	rate    float64 // bytes per second
+	burst   float64 // bytes: the most sent at once
+	horizon time.Duration
+	credit  float64 // allowance, capped at the larger of burst and horizon at the rate
+	peak    float64 // allowance at catchUpPeak times the rate, capped at burst
+	last    time.Time
+	unused  float64 // bytes of allowance lost to the cap, all told
 }
 
-// MaxBurst bounds how far ahead of the rate a pacer lets a sender get: the
-// larger of this much time at the rate and the minimum burst in bytes.
+// The most a pacer lets a sender send at once: the larger of burstTime at
+// the rate and minBurstBytes. catchUpPeak is how much faster than the
+// rate a pacer with a catch-up horizon makes up missed allowance.
 const (
 	burstTime     = 8 * time.Millisecond
 	minBurstBytes = 16 * 1500
+	catchUpPeak   = 1.5
 )
 
 // NewPacer returns a pacer at rate bytes per second, starting with a full
@@ -434,47 +444,75 @@ const (
 func NewPacer(rate float64, now time.Time) *Pacer {
 	p := &Pacer{last: now}
 	p.SetRate(rate)
-	p.tokens = p.burst
+	p.credit, p.peak = p.burst, p.burst
 	return p
 }
 
 // SetRate changes the rate; tokens already earned are kept (up to the new
-// burst).
+// caps).
 func (p *Pacer) SetRate(rate float64) {
 	p.rate = rate
 	p.burst = math.Max(rate*burstTime.Seconds(), minBurstBytes)
-	if p.tokens > p.burst {
-		p.tokens = p.burst
-	}
+	p.credit = math.Min(p.credit, p.creditCap())
+	p.peak = math.Min(p.peak, p.burst)
+}
+
+// SetCatchUp sets how much missed allowance, in time at the rate, the
+// pacer keeps for the sender to make up; 0 keeps none beyond the burst.
+func (p *Pacer) SetCatchUp(horizon time.Duration) {
+	p.horizon = horizon
+	p.credit = math.Min(p.credit, p.creditCap())
+}
+
+func (p *Pacer) creditCap() float64 {
+	return math.Max(p.burst, p.rate*p.horizon.Seconds())
 }
 
 func (p *Pacer) refill(now time.Time) {
-	if dt := now.Sub(p.last); dt > 0 {
-		p.tokens = math.Min(p.burst, p.tokens+dt.Seconds()*p.rate)
-		p.last = now
+	dt := now.Sub(p.last).Seconds()
+	if dt <= 0 {
+		return
 	}
+	p.last = now
+	c := p.credit + dt*p.rate
+	if lim := p.creditCap(); c > lim {
+		p.unused += c - lim
+		c = lim
+	}
+	p.credit = c
+	p.peak = math.Min(p.burst, p.peak+dt*p.rate*catchUpPeak)
 }
+
+// Unused is how many bytes the rate allowed that were not sent in time
+// and were lost to the cap, all told: time the sender had nothing to
+// send, or was not running.
+func (p *Pacer) Unused() float64 { return p.unused }
 
 // Available is how many bytes may be sent now.
 func (p *Pacer) Available(now time.Time) float64 {
 	p.refill(now)
-	return p.tokens
+	return math.Min(p.credit, p.peak)
 }
 
 // Spend takes n bytes from the bucket (it may go negative: the next send
 // then waits longer).
 func (p *Pacer) Spend(now time.Time, n float64) {
 	p.refill(now)
-	p.tokens -= n
+	p.credit -= n
+	p.peak -= n
 }
 
 // Wait is how long until n bytes may be sent.
 func (p *Pacer) Wait(now time.Time, n float64) time.Duration {
 	p.refill(now)
-	if p.tokens >= n {
-		return 0
+	var w float64
+	if p.credit < n {
+		w = (n - p.credit) / p.rate
 	}
-	return time.Duration((n - p.tokens) / p.rate * float64(time.Second))
+	if p.peak < n {
+		w = math.Max(w, (n-p.peak)/(p.rate*catchUpPeak))
+	}
+	return time.Duration(w * float64(time.Second))
 }
 
 // timed is a value at a time.

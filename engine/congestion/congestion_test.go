@@ -360,6 +360,55 @@ func TestPacer(t *testing.T) {
 	}
 }
 
+// TestPacerCatchUp: a sender stalled for 40 ms loses that allowance
+// beyond the burst, unless the pacer has a catch-up horizon; then it makes
+// the time up, no faster than catchUpPeak times the rate.
+func TestPacerCatchUp(t *testing.T) {
+	const rate, pkt = 10e6, 1500.0 // 10 MB/s: the burst is 8 ms, 80 kB
+	const stall = 40 * time.Millisecond
+	for _, tc := range []struct {
+		horizon  time.Duration
+		wantLost float64 // allowance lost to the stall
+	}{
+		{0, rate*stall.Seconds() - rate*burstTime.Seconds()},
+		{50 * time.Millisecond, 0},
+	} {
+		p := NewPacer(rate, t0)
+		p.SetCatchUp(tc.horizon)
+		sent := p.Available(t0)
+		p.Spend(t0, sent)
+		now := t0.Add(stall)
+		end := t0.Add(500 * time.Millisecond)
+		var window []time.Time // send times of the last 10 ms
+		fastest := 0.0
+		for now.Before(end) {
+			if p.Available(now) >= pkt {
+				p.Spend(now, pkt)
+				sent += pkt
+				window = append(window, now)
+				for now.Sub(window[0]) >= 10*time.Millisecond {
+					window = window[1:]
+				}
+				fastest = max(fastest, float64(len(window))*pkt)
+				continue
+			}
+			now = now.Add(max(p.Wait(now, pkt), time.Microsecond))
+		}
+		allowed := rate*burstTime.Seconds() + rate*end.Sub(t0).Seconds()
+		if lost := allowed - sent; math.Abs(lost-tc.wantLost) > 2*pkt {
+			t.Errorf("horizon %v: %.0f bytes of allowance lost, want %.0f", tc.horizon, lost, tc.wantLost)
+		}
+		if u := p.Unused(); math.Abs(u-tc.wantLost) > 2*pkt {
+			t.Errorf("horizon %v: Unused() = %.0f, want %.0f", tc.horizon, u, tc.wantLost)
+		}
+		// The debt is not sent at once: no 10 ms carry more than a burst
+		// and catchUpPeak times the rate (a packet of rounding aside).
+		if limit := rate*burstTime.Seconds() + catchUpPeak*rate*0.01 + pkt; fastest > limit {
+			t.Errorf("horizon %v: %.0f bytes in 10 ms, want at most %.0f", tc.horizon, fastest, limit)
+		}
+	}
+}
+
 // A loss-based TCP flow (CUBIC) keeps a drop-tail queue of one
 // bandwidth-delay product standing; a delay-based flow that only yields
 // to it would be starved. fair must keep a real share and leave TCP at
