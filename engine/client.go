@@ -137,6 +137,8 @@ type clientConn struct {
 	fr   *framer
 	ep   *endpoint
 	sess *session
+	// early: the server holds data that comes before its upload request.
+	early bool
 
 	mu      sync.Mutex
 	nextID  uint64
@@ -268,6 +270,7 @@ func (c *Client) dial(ctx context.Context) (*clientConn, error) {
 		}
 		return fail(err)
 	}
+	cc.early = hr.EarlyData && !testNoEarlyData
 	remote := client.RemoteAddr().(*net.TCPAddr)
 	rip, _ := netip.AddrFromSlice(remote.IP)
 	peer := netip.AddrPortFrom(rip.Unmap(), uint16(hr.UDPPort))

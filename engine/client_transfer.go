@@ -38,6 +38,9 @@ var testHookCommitSent func(acked bool)
 var (
 	testHookHashing   func()
 	testHookUploadSHA func(sum string) string
+	// testNoEarlyData makes clients start an upload's stream only after
+	// the server's answer, as with a server that holds no early data.
+	testNoEarlyData bool
 )
 
 // transfer is the client's record of one upload or download, for Stats and
@@ -369,13 +372,52 @@ func (c *Client) upload(ctx context.Context, t *transfer, req UploadRequest, pol
 		Stream: stream, Bucket: req.Bucket, Key: req.Key, Size: req.Size, Meta: toMetaJSON(req.Meta),
 		Resume: string(policy), State: req.State, SHALater: shaLater,
 	}
+	// When nothing can be skipped (resume "none": the server neither
+	// checks for the object nor keeps a partial copy) and the server holds
+	// data that comes before its upload is set up, the stream starts with
+	// the request: the first round trip's bytes are not lost to it. With
+	// the other policies the answer may say the bytes are there already,
+	// so they wait for it. Should the server start over, so does the
+	// stream.
+	all := ranges.Of(ranges.Range{Off: 0, Len: req.Size})
+	var sending *sendStream
+	startSending := func(need *ranges.Set) {
+		sending = newSendStream(stream, readerAtSource{r: req.Source, size: req.Size}, need)
+		if req.Rate.Target > 0 {
+			sending.setCap(float64(req.Rate.Target)/8, time.Now())
+		}
+		t.mu.Lock()
+		t.send = sending
+		t.mu.Unlock()
+		cc.sess.addStream(sending)
+	}
+	stopSending := func() {
+		if sending != nil {
+			cc.sess.removeStream(sending)
+			sending.finish(ErrCancelled)
+			sending = nil
+		}
+	}
+	defer stopSending()
+	early := cc.early && policy == ResumeNone
+	if early {
+		startSending(all)
+	}
 	var resp uploadResp
 	if err := cc.call(ctx, "upload", ureq, &resp); err != nil {
 		return Result{}, err
 	}
 	reset := func() error {
+		// The server starts over: what it acknowledged is gone.
+		stopSending()
 		resp = uploadResp{}
-		return cc.call(ctx, "upload_reset", ureq, &resp)
+		if err := cc.call(ctx, "upload_reset", ureq, &resp); err != nil {
+			return err
+		}
+		if early {
+			startSending(all)
+		}
+		return nil
 	}
 	if resp.Existing != nil {
 		ok, err := c.existingMatches(ctx, req, policy, resp, waitSHA)
@@ -416,24 +458,24 @@ func (c *Client) upload(ctx context.Context, t *transfer, req UploadRequest, pol
 			}
 		}
 	}
-	need := ranges.Of(ranges.Range{Off: 0, Len: req.Size})
-	var skipped int64
+	need := all.Clone()
 	for _, h := range resp.Have {
 		h.Off, h.Len = max(h.Off, 0), min(h.Len, req.Size-max(h.Off, 0))
 		if h.Len > 0 {
 			need.Remove(h.Off, h.Len)
 		}
 	}
-	skipped = req.Size - need.Size()
-	st := newSendStream(stream, readerAtSource{r: req.Source, size: req.Size}, need)
-	if req.Rate.Target > 0 {
-		st.setCap(float64(req.Rate.Target)/8, time.Now())
+	skipped := req.Size - need.Size()
+	if sending != nil && skipped > 0 {
+		stopSending() // sent early, but the server has some: send the rest
+	}
+	if sending == nil {
+		startSending(need)
 	}
 	t.mu.Lock()
-	t.send, t.skipped = st, skipped
+	t.skipped = skipped
 	t.mu.Unlock()
-	cc.sess.addStream(st)
-	defer cc.sess.removeStream(st)
+	st := sending // settled: the goroutines below keep this one
 	if shaLater {
 		go func() {
 			sum, err := waitSHA()

@@ -158,6 +158,10 @@ type helloResp struct {
 	C2S     []byte `json:"c2s"`
 	S2C     []byte `json:"s2c"`
 	Server  string `json:"server"`
+	// EarlyData: the server holds data for an upload stream that comes
+	// before the upload request (an older one acknowledges and drops it),
+	// so the client may send an upload's first bytes with its request.
+	EarlyData bool `json:"early_data,omitempty"`
 }
 
 // metaJSON is cos.Meta on the wire.

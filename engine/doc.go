@@ -46,7 +46,11 @@
 // only when the server's SHA-256 of the whole object matches the client's.
 // The client does not hash its source before the upload begins: the bytes
 // go at once and the checksum follows ("upload_sha", and again with the
-// commit). Since S3 fixes an object's metadata, where the checksum is
+// commit). With resume "none", where the answer cannot spare any byte,
+// the bytes do not even wait for the upload request's answer: they leave
+// with it, and the server holds data for a stream it has not set up yet,
+// unacknowledged, until the request is through (at most 16 MiB per
+// session, for 5 s). Since S3 fixes an object's metadata, where the checksum is
 // recorded, when its multipart upload is created, the server creates it
 // once the checksum comes (a store that takes metadata late, the folder
 // store, gets it set instead); bytes that arrive before are staged. The

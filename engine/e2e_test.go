@@ -755,3 +755,44 @@ func TestUploadStartsBeforeTheChecksum(t *testing.T) {
 		}
 	}
 }
+
+// TestUploadDataComesWithItsRequest: with nothing to skip (resume none),
+// an upload's first bytes leave with its request, not a round trip later:
+// a node still setting the upload up holds what comes first and uses it.
+// A client told the node holds nothing (as an older node) waits for the
+// answer instead, and so does one whose resume policy may skip the bytes.
+func TestUploadDataComesWithItsRequest(t *testing.T) {
+	n := startNode(t, nil, "")
+	payload := randomBytes(smallUpload+1<<20, 13)
+	defer func() { testHookUploadRegister, testNoEarlyData = nil, false }()
+	// Shorter than the sender's smallest probe timeout: the held bytes are
+	// acknowledged before it would send them again.
+	testHookUploadRegister = func() { time.Sleep(15 * time.Millisecond) }
+	for _, tc := range []struct {
+		policy ResumePolicy
+		held   bool // the node holds early data
+		early  bool // so the client sends some
+	}{
+		{ResumeNone, true, true},
+		{ResumeNone, false, false},
+		{ResumeSparse, true, false},
+	} {
+		testNoEarlyData = !tc.held
+		early := tc.early
+		c := n.client(t)
+		key := fmt.Sprintf("%s-held-%v", tc.policy, tc.held)
+		res, err := c.Upload(context.Background(), UploadRequest{Bucket: "photos", Key: key, Source: bytes.NewReader(payload), Size: int64(len(payload)), Resume: tc.policy})
+		if err != nil || res.SHA256 != sha(payload) {
+			t.Fatalf("%s: %v (sha %s)", key, err, res.SHA256)
+		}
+		held := n.srv.ep.lookup(c.cc.sess.id).counters.earlyHeld.Load()
+		t.Logf("%s: node held %d packets that came before the upload was set up; %d bytes sent, %d again", key, held, res.Sent, res.Retrans)
+		if early && held == 0 {
+			t.Errorf("%s: no bytes came before the upload was set up; want the first ones sent with the request", key)
+		}
+		if !early && held != 0 {
+			t.Errorf("%s: %d packets came before the upload was set up; want none", key, held)
+		}
+		c.Close()
+	}
+}

@@ -31,9 +31,46 @@ type endpoint struct {
 	unknownSession atomic.Int64
 	malformed      atomic.Int64
 
+	// Sessions whose held early data may now be deliverable (see
+	// session.hold): the read loop releases it, woken by wakeFor.
+	kmu    sync.Mutex
+	kicked []*session
+	kicks  atomic.Int32
+
 	closeOnce sync.Once
 	closed    chan struct{}
 	readDone  chan struct{}
+}
+
+// wakeFor asks the read loop to release s's held early data now, instead
+// of with the next datagram.
+func (e *endpoint) wakeFor(s *session) {
+	e.kmu.Lock()
+	e.kicked = append(e.kicked, s)
+	e.kmu.Unlock()
+	e.kicks.Add(1)
+	e.conn.SetReadDeadline(time.Unix(1, 0)) // interrupts a blocked read
+}
+
+// releaseKicked runs releaseEarly for the sessions wakeFor named and adds
+// them to owing. Read loop.
+func (e *endpoint) releaseKicked(now time.Time, owing []*session) []*session {
+	e.kicks.Store(0)
+	e.kmu.Lock()
+	kicked := e.kicked
+	e.kicked = nil
+	e.kmu.Unlock()
+	for _, s := range kicked {
+		if len(s.early) == 0 {
+			continue
+		}
+		s.releaseEarly(now)
+		if !s.owing {
+			s.owing = true
+			owing = append(owing, s)
+		}
+	}
+	return owing
 }
 
 // maxDatagram bounds received datagrams; larger ones are truncated and
@@ -114,7 +151,11 @@ func (e *endpoint) readLoop() {
 			}
 		}
 		e.conn.SetReadDeadline(deadline)
-		n, err := e.conn.ReadBatch(msgs)
+		n := 0
+		var err error
+		if e.kicks.Load() == 0 { // else a wakeFor may have come before the deadline was set
+			n, err = e.conn.ReadBatch(msgs)
+		}
 		if err != nil && !isTimeout(err) {
 			select {
 			case <-e.closed:
@@ -146,6 +187,9 @@ func (e *endpoint) readLoop() {
 				s.owing = true
 				owing = append(owing, s)
 			}
+		}
+		if e.kicks.Load() > 0 {
+			owing = e.releaseKicked(now, owing)
 		}
 		// Send the acks that are due; keep the rest for later.
 		kept := owing[:0]

@@ -588,7 +588,7 @@ func (c *serverConn) hello(req helloReq) (any, error) {
 	lim := congestion.Limits{Target: float64(req.Target) / 8, Min: float64(req.Min) / 8, Policy: req.Policy, Start: float64(max(req.Start, 0)) / 8}
 	sess, err := newSession(c.srv.ep, sessionParams{
 		id: id, cipher: string(cipher), sendKey: s2c, recvKey: c2s,
-		packetSize: req.PacketSize, limits: lim,
+		packetSize: req.PacketSize, limits: lim, holdEarly: true,
 		onHello: func(sess *session, h wire.Header, hello wire.Hello, from netip.AddrPort, now time.Time) {
 			if h.Type == wire.TypeHello {
 				sess.sendHello(wire.TypeHelloAck, wire.Hello{Time: sess.micros(now), Echo: hello.Time})
@@ -601,7 +601,7 @@ func (c *serverConn) hello(req helloReq) (any, error) {
 	c.sess = sess
 	_, port, _ := net.SplitHostPort(c.srv.udp.LocalAddr().String())
 	udpPort, _ := strconv.Atoi(port)
-	return helloResp{Version: ProtocolVersion, Session: id, UDPPort: udpPort, C2S: c2s, S2C: s2c, Server: serverVersion}, nil
+	return helloResp{Version: ProtocolVersion, Session: id, UDPPort: udpPort, C2S: c2s, S2C: s2c, Server: serverVersion, EarlyData: true}, nil
 }
 
 func (c *serverConn) session() (*session, error) {

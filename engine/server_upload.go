@@ -62,6 +62,10 @@ type stagingState struct {
 	Hash   []byte `json:"hash,omitempty"`
 }
 
+// testHookUploadRegister, if set, runs before an upload's stream is
+// registered for its data.
+var testHookUploadRegister func()
+
 // smallUpload: objects up to this size are staged whole and Put at commit.
 const smallUpload = cos.DefaultPartSize
 
@@ -200,6 +204,9 @@ func (c *serverConn) startUpload(ctx context.Context, req uploadReq, reset bool)
 		want.Remove(r.Off, r.Len)
 	}
 	u.recv = newRecvStream(req.Stream, u.file, want, nil, false)
+	if testHookUploadRegister != nil {
+		testHookUploadRegister()
+	}
 	sess.addRecv(u.recv)
 	c.mu.Lock()
 	c.uploads[req.Stream] = u

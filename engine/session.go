@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
@@ -90,8 +91,19 @@ type session struct {
 	ctrlWin   wire.ReplayWindow
 	rmu       sync.Mutex
 	recv      map[uint32]*recvStream
-	acks      ackState // read loop
-	owing     bool     // read loop: on the endpoint's list of sessions owing acks
+	acks      ackState   // read loop
+	owing     bool       // read loop: on the endpoint's list of sessions owing acks
+	gone      ranges.Set // ids of streams received here and removed (under rmu)
+
+	// Data for streams not registered yet, when holdEarly: a client sends
+	// an upload's first bytes with its request, not a round trip later, and
+	// they may come before the request is through. Held packets are
+	// acknowledged only when their stream is registered (addRecv wakes the
+	// read loop for that), so none is acknowledged and then thrown away.
+	holdEarly  bool
+	early      map[uint32][]earlyPacket // read loop
+	earlyBytes int                      // read loop
+	holding    atomic.Bool              // early is not empty
 
 	done      chan struct{}
 	closeOnce sync.Once
@@ -103,6 +115,8 @@ type sessionCounters struct {
 	replayed     atomic.Int64 // packets dropped as replays
 	badFrames    atomic.Int64 // authenticated packets with bad frames
 	unknownStrm  atomic.Int64 // data for streams not open here
+	earlyHeld    atomic.Int64 // packets held for a stream not yet open
+	earlyDropped atomic.Int64 // ... and dropped unacknowledged (no room, or it never opened)
 	dupBytes     atomic.Int64 // payload bytes received twice
 	lostByOrder  atomic.Int64 // packets declared lost by the packet threshold
 	lostByTime   atomic.Int64 // ... by the time threshold
@@ -124,6 +138,7 @@ type sessionParams struct {
 	limits     congestion.Limits
 	peer       netip.AddrPort // known at once on the client; learnt from hellos on the server
 	onHello    func(s *session, h wire.Header, hello wire.Hello, from netip.AddrPort, now time.Time)
+	holdEarly  bool // hold data for streams not registered yet (the server's sessions)
 }
 
 // DefaultPacketSize is the default UDP payload size of data packets: it
@@ -164,6 +179,7 @@ func newSession(ep *endpoint, p sessionParams, log *slog.Logger) (*session, erro
 		ackSealer:   ackSealer,
 		recv:        map[uint32]*recvStream{},
 		onHello:     p.onHello,
+		holdEarly:   p.holdEarly,
 		done:        make(chan struct{}),
 		loopDone:    make(chan struct{}),
 	}
@@ -362,33 +378,22 @@ const (
 func (s *session) onData(h wire.Header, dh wire.DataHeader, payload []byte, now time.Time, dwell time.Duration) {
 	a := &s.acks
 	a.noteDwell(s, now, dwell)
-	pn := int64(h.Number)
-	if a.pending == 0 {
-		a.firstPending = now
-		a.queueMin = -1
+	if len(s.early) > 0 {
+		s.releaseEarly(now)
 	}
-	if a.packets > 0 && h.Number != a.largest+1 {
-		a.immediate = true // a gap or reordering: let the sender know now
+	s.rmu.Lock()
+	r := s.recv[dh.Stream]
+	future := r == nil && s.holdEarly && !s.gone.Contains(int64(dh.Stream), 1)
+	s.rmu.Unlock()
+	if future {
+		s.hold(h.Number, dh, payload, now)
+		return
 	}
-	a.got.Add(pn, 1)
-	if a.got.Count() > wire.MaxAckRanges {
-		first, _ := a.got.First()
-		a.got.Remove(first.Off, first.Len)
-	}
-	if h.Number >= a.largest || a.packets == 0 {
-		a.largest, a.largestAt = h.Number, now
-	}
-	a.pending++
-	a.packets++
-	a.bytes += uint64(len(payload))
+	a.record(h.Number, len(payload), now)
 	q := a.owd.sample(now, s.micros(now)-dh.SendTime)
 	if a.queueMin < 0 || q < a.queueMin {
 		a.queueMin = q
 	}
-
-	s.rmu.Lock()
-	r := s.recv[dh.Stream]
-	s.rmu.Unlock()
 	if r == nil {
 		s.counters.unknownStrm.Add(1)
 		return
@@ -396,6 +401,98 @@ func (s *session) onData(h wire.Header, dh wire.DataHeader, payload []byte, now 
 	if dup := r.deliver(dh.Offset, payload); dup > 0 {
 		s.counters.dupBytes.Add(dup)
 	}
+}
+
+// record notes a data packet to acknowledge, received at.
+func (a *ackState) record(number uint64, n int, at time.Time) {
+	if a.pending == 0 {
+		a.firstPending = at
+		a.queueMin = -1
+	}
+	if a.packets > 0 && number != a.largest+1 {
+		a.immediate = true // a gap or reordering: let the sender know now
+	}
+	a.got.Add(int64(number), 1)
+	if a.got.Count() > wire.MaxAckRanges {
+		first, _ := a.got.First()
+		a.got.Remove(first.Off, first.Len)
+	}
+	if number >= a.largest || a.packets == 0 {
+		a.largest, a.largestAt = number, at
+	}
+	a.pending++
+	a.packets++
+	a.bytes += uint64(n)
+}
+
+// earlyPacket is a data packet held for a stream not registered yet.
+type earlyPacket struct {
+	number uint64
+	off    int64
+	at     time.Time
+	data   []byte
+}
+
+// How much early data a session holds, and for how long: a request's
+// round trip's worth on a fast path, and far longer than a request takes.
+const (
+	earlyMaxBytes = 16 << 20
+	earlyMaxAge   = 5 * time.Second
+)
+
+// hold keeps a packet for a stream not registered yet, unacknowledged; with
+// no room it is dropped, and the sender sends it again as lost. Read loop.
+func (s *session) hold(number uint64, dh wire.DataHeader, payload []byte, now time.Time) {
+	if s.earlyBytes+len(payload) > earlyMaxBytes {
+		s.counters.earlyDropped.Add(1)
+		return
+	}
+	if s.early == nil {
+		s.early = map[uint32][]earlyPacket{}
+	}
+	s.early[dh.Stream] = append(s.early[dh.Stream], earlyPacket{number: number, off: dh.Offset, at: now, data: bytes.Clone(payload)})
+	s.earlyBytes += len(payload)
+	s.counters.earlyHeld.Add(1)
+	s.holding.Store(true)
+	// addRecv may have come between the lookup and holding: it saw
+	// nothing held, so it did not wake the read loop.
+	s.rmu.Lock()
+	r := s.recv[dh.Stream]
+	s.rmu.Unlock()
+	if r != nil {
+		s.releaseEarly(now)
+	}
+}
+
+// releaseEarly delivers and acknowledges the held packets of streams now
+// registered, and drops, unacknowledged, those held too long or for a
+// stream that came and went. Read loop.
+func (s *session) releaseEarly(now time.Time) {
+	for id, pkts := range s.early {
+		s.rmu.Lock()
+		r := s.recv[id]
+		gone := s.gone.Contains(int64(id), 1)
+		s.rmu.Unlock()
+		switch {
+		case r != nil:
+			for _, p := range pkts {
+				s.acks.record(p.number, len(p.data), p.at)
+				if dup := r.deliver(p.off, p.data); dup > 0 {
+					s.counters.dupBytes.Add(dup)
+				}
+			}
+			s.acks.immediate = true
+		case gone || now.Sub(pkts[0].at) > earlyMaxAge:
+			s.counters.earlyDropped.Add(int64(len(pkts)))
+		default:
+			continue
+		}
+		for _, p := range pkts {
+			s.earlyBytes -= len(p.data)
+		}
+		delete(s.early, id)
+	}
+	s.holding.Store(len(s.early) > 0)
 }
 
 // noteDwell keeps track of how long data waited in the socket's buffer and
@@ -922,13 +1019,18 @@ func (s *session) failStream(st *sendStream, err error) {
 func (s *session) addRecv(r *recvStream) {
 	s.rmu.Lock()
 	s.recv[r.id] = r
+	s.gone.Remove(int64(r.id), 1)
 	s.rmu.Unlock()
+	if s.holding.Load() {
+		s.ep.wakeFor(s) // its first bytes may be waiting
+	}
 }
 
 // removeRecv forgets a received stream.
 func (s *session) removeRecv(id uint32) {
 	s.rmu.Lock()
 	delete(s.recv, id)
+	s.gone.Add(int64(id), 1)
 	s.rmu.Unlock()
 }
 

@@ -67,6 +67,13 @@ type pair struct {
 
 func newPair(t testing.TB, link simnet.Link, back simnet.Link, lim congestion.Limits, cipher string) *pair {
 	t.Helper()
+	return newPairHolding(t, link, back, lim, cipher, false)
+}
+
+// newPairHolding is newPair with b holding data for streams not yet
+// registered, as a server's sessions do.
+func newPairHolding(t testing.TB, link simnet.Link, back simnet.Link, lim congestion.Limits, cipher string, holdEarly bool) *pair {
+	t.Helper()
 	n := simnet.New(1)
 	n.SetLink(hostA.Addr(), hostB.Addr(), link)
 	n.SetLink(hostB.Addr(), hostA.Addr(), back)
@@ -86,7 +93,7 @@ func newPair(t testing.TB, link simnet.Link, back simnet.Link, lim congestion.Li
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := newSession(eb, sessionParams{id: id, cipher: cipher, sendKey: s2c, recvKey: c2s, limits: lim, peer: hostA}, quietLog())
+	b, err := newSession(eb, sessionParams{id: id, cipher: cipher, sendKey: s2c, recvKey: c2s, limits: lim, peer: hostA, holdEarly: holdEarly}, quietLog())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -350,3 +357,79 @@ func TestSessionDropsForgedAndReplayedPackets(t *testing.T) {
 }
 
 func udpAddr(a netip.AddrPort) *net.UDPAddr { return net.UDPAddrFromAddrPort(a) }
+
+// TestSessionHoldsDataForAStreamNotOpenYet: a receiver that holds early
+// data acknowledges none of it until the stream is registered, then
+// delivers it without waiting for it to be sent again; data for a stream
+// that never opens is dropped after earlyMaxAge, still unacknowledged;
+// data for a stream that came and went is acknowledged and dropped, as
+// before.
+func TestSessionHoldsDataForAStreamNotOpenYet(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		link := simnet.Link{Delay: 10 * time.Millisecond}
+		p := newPairHolding(t, link, link, congestion.Limits{Target: 10e6, Policy: congestion.Fixed}, wire.AES256GCM, true)
+		defer p.close()
+		data := randomBytes(300<<10, 3)
+		want := ranges.Of(ranges.Range{Off: 0, Len: int64(len(data))})
+		acked := func(st *sendStream) int64 {
+			p.a.mu.Lock()
+			defer p.a.mu.Unlock()
+			return st.ackedB
+		}
+
+		st := newSendStream(7, readerAtSource{r: bytes.NewReader(data), size: int64(len(data))}, want)
+		p.a.addStream(st)
+		time.Sleep(200 * time.Millisecond) // every byte sent once (30 ms at 10 MB/s) and arrived
+		if n := acked(st); n != 0 {
+			t.Fatalf("%d bytes acknowledged for a stream the receiver has not opened", n)
+		}
+		held := p.b.counters.earlyHeld.Load()
+		if held < int64(len(data)/p.a.payloadSize) {
+			t.Fatalf("receiver held %d packets; want every packet of the %d bytes sent", held, len(data))
+		}
+		sent := p.a.counters.dataPackets.Load()
+		dest := &memFile{buf: make([]byte, 0, len(data))}
+		r := newRecvStream(7, dest, want, nil, false)
+		p.b.addRecv(r)
+		select {
+		case <-r.done():
+		case <-time.After(20 * time.Millisecond): // at once, not with the sender's next probe
+			t.Fatalf("held data not delivered: %d of %d bytes", r.received(), len(data))
+		}
+		<-st.done
+		if st.err != nil || !bytes.Equal(dest.buf, data) {
+			t.Fatalf("stream ended with %v; bytes equal: %v", st.err, bytes.Equal(dest.buf, data))
+		}
+		// Delivered from what was held: at most the few probes sent while
+		// nothing was acknowledged went out again.
+		if again := p.a.counters.dataPackets.Load() - sent; again > 8 {
+			t.Errorf("%d packets sent after the stream opened; want the held ones used, not sent again", again)
+		}
+		p.a.removeStream(st)
+		p.b.removeRecv(7)
+		r.close()
+
+		// A stream that never opens.
+		never := newSendStream(8, readerAtSource{r: bytes.NewReader(data), size: int64(len(data))}, want)
+		p.a.addStream(never)
+		time.Sleep(earlyMaxAge + 10*time.Second) // the sender's probes back off: one comes after the age
+		if n := acked(never); n != 0 {
+			t.Errorf("%d bytes acknowledged for a stream that never opened", n)
+		}
+		if p.b.counters.earlyDropped.Load() == 0 {
+			t.Error("data held for a stream that never opened was not dropped")
+		}
+		p.a.removeStream(never)
+
+		// A stream that came and went (7): acknowledged, not held (held,
+		// it would be dropped as gone and never acknowledged).
+		late := newSendStream(7, readerAtSource{r: bytes.NewReader(data), size: int64(len(data))}, want)
+		p.a.addStream(late)
+		select {
+		case <-late.done:
+		case <-time.After(time.Second):
+			t.Fatal("data for a finished stream was not acknowledged")
+		}
+		p.a.removeStream(late)
+	})
+}
