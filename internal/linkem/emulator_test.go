@@ -168,7 +168,9 @@ func quantile(ds []time.Duration, q float64) time.Duration {
 // before the configured RTT. The lower decile, where scheduling noise from
 // other processes on the machine weighs least, must be within 1% + 400µs
 // (the forwarder's own cost and the echo server's), and the median within
-// 3% + 1ms, which still holds on a busy machine.
+// 3% + 2ms: on two cores shared with other test binaries (make test runs
+// two packages at once) the median at 10 ms has come out at 11.6 ms while
+// the lower decile stayed at 10.25.
 func TestRTT(t *testing.T) {
 	e := linkemtest.New(t, linkem.Config{})
 	echo := udpEcho(t, e.Far())
@@ -192,7 +194,7 @@ func TestRTT(t *testing.T) {
 		if lim := rtt + rtt/100 + 400*time.Microsecond; p10 > lim {
 			t.Errorf("rtt %v: lower decile %v above %v", rtt, p10, lim)
 		}
-		if lim := rtt + rtt*3/100 + time.Millisecond; med > lim {
+		if lim := rtt + rtt*3/100 + 2*time.Millisecond; med > lim {
 			t.Errorf("rtt %v: median %v above %v", rtt, med, lim)
 		}
 	}
