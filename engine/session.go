@@ -657,6 +657,7 @@ func (s *session) onAck(a wire.Ack, now time.Time) {
 	}
 	queue := s.queueFilter.Update(now, time.Duration(a.Queue)*time.Microsecond, queueWindow)
 	s.lastQueue = queue
+	searching := !s.cc.State().Found
 	s.cc.OnFeedback(now, congestion.Feedback{
 		Queue:     queue,
 		RTT:       s.rtt.smoothed,
@@ -664,6 +665,10 @@ func (s *session) onAck(a wire.Ack, now time.Time) {
 		Delivered: delivered,
 		Lost:      s.lostSince,
 	})
+	if cs := s.cc.State(); searching && cs.Found {
+		s.log.Debug("search for the path's rate ended", "rate_mbps", int(s.cc.Rate()*8/1e6), "queue", queue,
+			"loss", cs.LossFrac, "delivery_max_mbps", int(cs.DeliveryMax*8/1e6), "srtt", s.rtt.smoothed)
+	}
 	s.sentSince, s.lostSince = 0, 0
 	s.pacer.SetRate(s.cc.Rate())
 	s.signal()
