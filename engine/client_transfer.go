@@ -377,8 +377,8 @@ func (c *Client) upload(ctx context.Context, t *transfer, req UploadRequest, pol
 	// data that comes before its upload is set up, the stream starts with
 	// the request: the first round trip's bytes are not lost to it. With
 	// the other policies the answer may say the bytes are there already,
-	// so they wait for it. Should the server start over, so does the
-	// stream.
+	// so they wait for it. Should the server start over, the stream
+	// starts again below, from what the new answer says.
 	all := ranges.Of(ranges.Range{Off: 0, Len: req.Size})
 	var sending *sendStream
 	startSending := func(need *ranges.Set) {
@@ -399,8 +399,7 @@ func (c *Client) upload(ctx context.Context, t *transfer, req UploadRequest, pol
 		}
 	}
 	defer stopSending()
-	early := cc.early && policy == ResumeNone
-	if early {
+	if cc.early && policy == ResumeNone {
 		startSending(all)
 	}
 	var resp uploadResp
@@ -411,13 +410,7 @@ func (c *Client) upload(ctx context.Context, t *transfer, req UploadRequest, pol
 		// The server starts over: what it acknowledged is gone.
 		stopSending()
 		resp = uploadResp{}
-		if err := cc.call(ctx, "upload_reset", ureq, &resp); err != nil {
-			return err
-		}
-		if early {
-			startSending(all)
-		}
-		return nil
+		return cc.call(ctx, "upload_reset", ureq, &resp)
 	}
 	if resp.Existing != nil {
 		ok, err := c.existingMatches(ctx, req, policy, resp, waitSHA)
