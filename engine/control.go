@@ -18,7 +18,7 @@ import (
 // without an id are events. Many requests may be outstanding at once.
 
 // ProtocolVersion is the control protocol's version, checked in hello.
-const ProtocolVersion = 1
+const ProtocolVersion = 2
 
 // SubsystemName is the SSH subsystem that carries the control channel.
 const SubsystemName = "chute"

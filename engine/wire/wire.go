@@ -29,7 +29,7 @@ import (
 )
 
 // Version is the protocol version in every header.
-const Version = 1
+const Version = 2
 
 // HeaderLen is the size of the header.
 const HeaderLen = 20
@@ -186,7 +186,14 @@ type Ack struct {
 	// survive lost acks.
 	Packets uint64
 	Bytes   uint64
+	// Capacity is the path's rate, in payload bytes per second, as the
+	// receiver measured it from the spread of the latest burst the sender
+	// sent back to back; 0 if none measured yet.
+	Capacity uint64
 }
+
+// ackFixedLen is the size of an Ack's fixed fields.
+const ackFixedLen = 32
 
 // Append adds the frame to b.
 func (a Ack) Append(b []byte) []byte {
@@ -194,6 +201,7 @@ func (a Ack) Append(b []byte) []byte {
 	b = binary.BigEndian.AppendUint32(b, a.Queue)
 	b = binary.BigEndian.AppendUint64(b, a.Packets)
 	b = binary.BigEndian.AppendUint64(b, a.Bytes)
+	b = binary.BigEndian.AppendUint64(b, a.Capacity)
 	n := len(a.Ranges)
 	if n > MaxAckRanges {
 		n = MaxAckRanges
@@ -217,17 +225,18 @@ func (a Ack) Append(b []byte) []byte {
 // ParseAck reads an Ack frame. Ranges is appended to into, which may be nil,
 // so a caller can reuse one slice.
 func ParseAck(b []byte, into []PNRange) (Ack, error) {
-	if len(b) < 24+1 {
+	if len(b) < ackFixedLen+1 {
 		return Ack{}, ErrShort
 	}
 	a := Ack{
-		Delay:   binary.BigEndian.Uint32(b[0:4]),
-		Queue:   binary.BigEndian.Uint32(b[4:8]),
-		Packets: binary.BigEndian.Uint64(b[8:16]),
-		Bytes:   binary.BigEndian.Uint64(b[16:24]),
-		Ranges:  into[:0],
+		Delay:    binary.BigEndian.Uint32(b[0:4]),
+		Queue:    binary.BigEndian.Uint32(b[4:8]),
+		Packets:  binary.BigEndian.Uint64(b[8:16]),
+		Bytes:    binary.BigEndian.Uint64(b[16:24]),
+		Capacity: binary.BigEndian.Uint64(b[24:32]),
+		Ranges:   into[:0],
 	}
-	b = b[24:]
+	b = b[ackFixedLen:]
 	n, k := binary.Uvarint(b)
 	if k <= 0 || n > MaxAckRanges {
 		return Ack{}, ErrFormat

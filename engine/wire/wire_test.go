@@ -38,7 +38,7 @@ func TestHeaderRejects(t *testing.T) {
 	}{
 		{"empty", nil, ErrShort},
 		{"short", good[:HeaderLen-1], ErrShort},
-		{"version", append([]byte{2}, good[1:]...), ErrVersion},
+		{"version", append([]byte{Version + 1}, good[1:]...), ErrVersion},
 		{"type zero", append([]byte{Version, 0}, good[2:]...), ErrType},
 		{"type high", append([]byte{Version, 99}, good[2:]...), ErrType},
 	} {
@@ -75,7 +75,7 @@ var ackCases = []Ack{
 	{},
 	{Ranges: []PNRange{{0, 0}}},
 	{Ranges: []PNRange{{5, 10}}, Delay: 250, Queue: 12000, Packets: 11, Bytes: 15000},
-	{Ranges: []PNRange{{90, 100}, {50, 88}, {0, 10}}, Packets: 1 << 40, Bytes: 1 << 50},
+	{Ranges: []PNRange{{90, 100}, {50, 88}, {0, 10}}, Packets: 1 << 40, Bytes: 1 << 50, Capacity: 23_500_000},
 	{Ranges: []PNRange{{1 << 62, 1<<62 + 3}, {2, 2}}},
 }
 
@@ -119,14 +119,14 @@ func TestAckRejectsMalformed(t *testing.T) {
 		{"short", good[:10]},
 		{"trailing", append(append([]byte{}, good...), 0)},
 		{"cut range", good[:len(good)-1]},
-		{"range below zero", Ack{}.Append(nil)[:24:24]},
+		{"range below zero", Ack{}.Append(nil)[:ackFixedLen:ackFixedLen]},
 	} {
 		if _, err := ParseAck(tc.b, nil); err == nil {
 			t.Errorf("%s: parsed %x without error", tc.name, tc.b)
 		}
 	}
 	// A first range longer than its largest number would reach below zero.
-	b := Ack{}.Append(nil)[:24]
+	b := Ack{}.Append(nil)[:ackFixedLen]
 	b = append(b, 1, 0, 0, 0, 0, 0, 0, 0, 5, 6)
 	if _, err := ParseAck(b, nil); !errors.Is(err, ErrFormat) {
 		t.Errorf("underflowing range: %v", err)
