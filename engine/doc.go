@@ -22,8 +22,10 @@
 // unknown sessions, and counts them.
 //
 // Loss recovery is driven by the receiver: it acknowledges ranges of
-// packet numbers, and reports its measured queueing delay and how many
-// bytes it received. The sender resends only what is missing. Loss is not
+// packet numbers, and reports its measured queueing delay, how many bytes
+// it received, and the path's capacity as the spread of the sender's
+// first flight showed it (a new session's search for the rate starts from
+// half of that). The sender resends only what is missing. Loss is not
 // read as congestion: rate control (package congestion) follows queueing
 // delay, with Aspera's policies fixed, fair, high and low, and keeps the
 // rate within reach of what the receiver reports delivered. The sender

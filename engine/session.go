@@ -84,6 +84,8 @@ type session struct {
 	sendClosed  bool
 	counters    sessionCounters
 
+	capacityLogged bool // the capacity the search started from is in the log
+
 	// Receiving half.
 	opener    *wire.Sealer // read loop
 	ackSealer *wire.Sealer // read loop
@@ -357,6 +359,7 @@ type ackState struct {
 	bytes        uint64    // cumulative payload bytes received
 	queueMin     int64     // smallest queueing delay seen since the last ack (µs), -1 if none
 	owd          owdFilter
+	train        trainMeter
 	scratch      []wire.PNRange
 	out          []wire.PNRange
 	body, pkt    []byte // scratch for encoding and sealing acks
@@ -378,6 +381,7 @@ const (
 func (s *session) onData(h wire.Header, dh wire.DataHeader, payload []byte, now time.Time, dwell time.Duration) {
 	a := &s.acks
 	a.noteDwell(s, now, dwell)
+	a.train.add(dh.SendTime, len(payload), now.Add(-dwell))
 	if len(s.early) > 0 {
 		s.releaseEarly(now)
 	}
@@ -540,11 +544,12 @@ func (s *session) flushAck(now time.Time) bool {
 	}
 	queue := max(a.queueMin, 0)
 	ack := wire.Ack{
-		Ranges:  a.out,
-		Delay:   uint32(min(now.Sub(a.largestAt).Microseconds(), 1<<31)),
-		Queue:   uint32(min(queue, 1<<31)),
-		Packets: a.packets,
-		Bytes:   a.bytes,
+		Ranges:   a.out,
+		Delay:    uint32(min(now.Sub(a.largestAt).Microseconds(), 1<<31)),
+		Queue:    uint32(min(queue, 1<<31)),
+		Packets:  a.packets,
+		Bytes:    a.bytes,
+		Capacity: uint64(a.train.estimate()),
 	}
 	a.body = ack.Append(a.body[:0])
 	if err := s.sendControl(wire.TypeAck, a.body, s.ackSealer); err != nil {
@@ -664,8 +669,14 @@ func (s *session) onAck(a wire.Ack, now time.Time) {
 		Sent:      s.sentSince,
 		Delivered: delivered,
 		Lost:      s.lostSince,
+		Capacity:  s.paced(a.Capacity),
 	})
-	if cs := s.cc.State(); searching && cs.Found {
+	cs := s.cc.State()
+	if cs.Capacity > 0 && !s.capacityLogged {
+		s.capacityLogged = true
+		s.log.Debug("the search starts from the capacity the peer measured", "capacity_mbps", int(cs.Capacity*8/1e6), "rate_mbps", int(cs.Rate*8/1e6))
+	}
+	if searching && cs.Found {
 		s.log.Debug("search for the path's rate ended", "rate_mbps", int(s.cc.Rate()*8/1e6), "queue", queue,
 			"loss", cs.LossFrac, "delivery_max_mbps", int(cs.DeliveryMax*8/1e6), "srtt", s.rtt.smoothed)
 	}

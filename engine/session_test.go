@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -431,5 +432,50 @@ func TestSessionHoldsDataForAStreamNotOpenYet(t *testing.T) {
 			t.Fatal("data for a finished stream was not acknowledged")
 		}
 		p.a.removeStream(late)
+	})
+}
+
+// A first transfer over a long fat path: the receiver measures the path's
+// rate from the spread of the sender's first flight, the ack carries it,
+// and the sender's search starts from half of it instead of climbing from
+// 10 Mbit/s.
+func TestFirstFlightMeasuresThePath(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const rate = 25e6 // 200 Mbit/s, whole datagrams
+		link := simnet.Link{Delay: 50 * time.Millisecond, Rate: rate}
+		back := simnet.Link{Delay: 50 * time.Millisecond}
+		p := newPair(t, link, back, congestion.Limits{Target: 1e9 / 8}, wire.AES256GCM)
+		defer p.close()
+		data := randomBytes(8<<20, 5)
+		size := int64(len(data))
+		want := ranges.Of(ranges.Range{Off: 0, Len: size})
+		dest := &memFile{buf: make([]byte, 0, size)}
+		r := newRecvStream(1, dest, want, nil, false)
+		p.b.addRecv(r)
+		st := newSendStream(1, readerAtSource{r: bytes.NewReader(data), size: size}, want)
+		p.a.addStream(st)
+
+		// The first acks are back one round trip and a little after the
+		// first flight left.
+		time.Sleep(130 * time.Millisecond)
+		p.a.mu.Lock()
+		cs := p.a.cc.State()
+		p.a.mu.Unlock()
+		// The capacity is in the pacer's units, whole datagrams, like the
+		// link's rate.
+		if math.Abs(cs.Capacity-rate)/rate > 0.05 {
+			t.Fatalf("the sender knows a capacity of %.1f Mbit/s, want the link's %.1f", cs.Capacity*8/1e6, rate*8/1e6)
+		}
+		if cs.Rate < rate/2 {
+			t.Fatalf("one round trip in, the rate is %.1f Mbit/s, want at least half the capacity", cs.Rate*8/1e6)
+		}
+		select {
+		case <-r.done():
+		case <-time.After(10 * time.Second):
+			t.Fatal("transfer did not finish")
+		}
+		if !bytes.Equal(dest.buf, data) {
+			t.Fatal("data differs")
+		}
 	})
 }

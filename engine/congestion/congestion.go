@@ -58,6 +58,12 @@ const (
 	maxStep     = 50 * time.Millisecond // longer gaps between feedback count as this
 
 	startGrowth = 0.5 // relative growth per round trip while searching for the path's rate
+	// A measured capacity lets the search skip its climb: from there it
+	// goes on growing, and ends on the queue as usual. Less than the whole,
+	// since others may be using the path, and a burst's spread can read
+	// high.
+	capacityJump  = 0.5
+	capacityShort = 0.75
 	// The search ends on a queue of half the target that lasts searchQueue
 	// (a quarter of a round trip, at least): a single report of one is more often
 	// the receiver pausing (a disk write, the scheduler) than the path.
@@ -119,6 +125,7 @@ type Controller struct {
 	delivered     float64 // delivery rate of the last full window
 	lossFrac      float64
 	found         bool    // a queue or loss was seen: the search phase is over
+	capacity      float64 // the capacity the search used; 0 if none
 	delivery      float64 // delivery rate over the last round trip, bytes per second
 	delivTotal    float64 // bytes delivered, all told
 	firstDelivery time.Time
@@ -179,13 +186,14 @@ func (c *Controller) SetLimits(lim Limits) {
 // State is a snapshot of the controller's inputs, for logs.
 type State struct {
 	Rate, Delivery, DeliveryMax, LossFrac float64
+	Capacity                              float64 // the measured capacity the search used; 0 if none
 	Found                                 bool
 	Competing                             time.Duration // someone else's standing queue we aim above; 0 if none
 }
 
 // State returns what the controller currently believes.
 func (c *Controller) State() State {
-	st := State{Rate: c.rate, Delivery: c.delivery, DeliveryMax: c.deliveryMax.Get(), LossFrac: c.lossFrac, Found: c.found}
+	st := State{Rate: c.rate, Delivery: c.delivery, DeliveryMax: c.deliveryMax.Get(), LossFrac: c.lossFrac, Capacity: c.capacity, Found: c.found}
 	if c.compete {
 		st.Competing = c.competeFloor
 	}
@@ -205,6 +213,10 @@ type Feedback struct {
 	Sent      float64       // payload bytes sent since the last feedback
 	Delivered float64       // payload bytes the receiver got since the last feedback
 	Lost      float64       // payload bytes declared lost since the last feedback
+	// Capacity is the path's rate as the receiver measured it from the
+	// spread of a burst sent back to back, 0 if unknown. While searching,
+	// fair and high start from capacityJump of it if that is faster.
+	Capacity float64
 }
 
 // OnFeedback updates the rate from one receiver report.
@@ -238,6 +250,13 @@ func (c *Controller) OnFeedback(now time.Time, f Feedback) {
 		q0 += c.standingQueue(now, dt, f.Queue, f.RTT, q0)
 	}
 	q := float64(f.Queue) / float64(q0)
+	if !c.found && c.capacity == 0 && f.Capacity > 0 && c.lim.Policy != Low {
+		// Once: the first estimate comes from the sender's first flight,
+		// which meets an empty path; later bursts meet a queue of our own,
+		// and on a busy machine their spread reads high as often as low.
+		c.capacity = f.Capacity
+		c.rate = math.Max(c.rate, c.clamp(f.Capacity*capacityJump))
+	}
 	if !c.found {
 		switch {
 		case q < 0.5:
@@ -265,9 +284,16 @@ func (c *Controller) OnFeedback(now time.Time, f Feedback) {
 	}
 	if q < 1 {
 		g := growth
-		// Searching, on a path that stays empty, or far below what the
-		// path carried lately (after a cut, a stall, a pause): grow fast.
-		if !c.found || empty || c.rate < dmax/2 {
+		// Searching (below the capacity measured, if one was: like TCP's
+		// slow-start threshold, it keeps the search's last round trip from
+		// overshooting the path by half), on a path that stays empty, or
+		// far below what the path carried lately (after a cut, a stall, a
+		// pause): grow fast.
+		searching := !c.found && (c.capacity == 0 || c.rate < c.capacity)
+		// Far below the capacity measured with no queue at all: the
+		// search ended on a receiver's pause, not on the path.
+		short := c.capacity > 0 && c.rate < c.capacity*capacityShort && q < 0.25
+		if searching || empty || short || c.rate < dmax/2 {
 			g = startGrowth
 		}
 		c.rate *= 1 + g*(1-q)*k

@@ -500,3 +500,79 @@ func TestStartRate(t *testing.T) {
 		}
 	}
 }
+
+func TestSearchStartsFromMeasuredCapacity(t *testing.T) {
+	rtt := 100 * time.Millisecond
+	step := 5 * time.Millisecond
+	capacity := 190 * mbit
+	for _, tc := range []struct {
+		policy string
+		jumps  bool
+	}{{Fair, true}, {High, true}, {Low, false}} {
+		c := New(Limits{Target: 1000 * mbit, Policy: tc.policy}, t0)
+		start := c.Rate()
+		now := t0.Add(step)
+		c.OnFeedback(now, Feedback{RTT: rtt, Capacity: capacity})
+		if !tc.jumps {
+			if c.Rate() > start*1.1 || c.State().Capacity != 0 {
+				t.Errorf("%s: went from %.0f to %.0f Mbit/s on a measured capacity; low searches from where it is", tc.policy, start/mbit, c.Rate()/mbit)
+			}
+			continue
+		}
+		if got := c.Rate(); got < capacity*capacityJump {
+			t.Errorf("%s: after a capacity of %.0f Mbit/s the rate is %.0f, want at least %.0f", tc.policy, capacity/mbit, got/mbit, capacity*capacityJump/mbit)
+		}
+		// A later, different estimate is not taken: the first flight's is.
+		now = now.Add(step)
+		c.OnFeedback(now, Feedback{RTT: rtt, Capacity: 4 * capacity})
+		if got := c.Rate(); got > capacity {
+			t.Errorf("%s: a second estimate moved the rate to %.0f Mbit/s", tc.policy, got/mbit)
+		}
+		// Below the capacity the search grows by half a round trip; past it,
+		// by a tenth, so its last round trip does not overshoot by half.
+		for c.Rate() < capacity {
+			now = now.Add(step)
+			c.OnFeedback(now, Feedback{RTT: rtt})
+		}
+		if reached := now.Sub(t0); reached > 3*rtt {
+			t.Errorf("%s: reached the capacity after %v, want within three round trips", tc.policy, reached)
+		}
+		at := c.Rate()
+		now = feed(c, now, int(rtt/step), step, Feedback{RTT: rtt})
+		if g := c.Rate() / at; g > 1.15 || g < 1.05 {
+			t.Errorf("%s: one round trip past the capacity the rate grew %.2f×, want about 1.1×", tc.policy, g)
+		}
+	}
+}
+
+// A search that ended far below the measured capacity on a passing queue
+// (a receiver's pause) grows fast again once the queue is gone, up to
+// three quarters of the capacity.
+func TestSearchEndedOnAPauseRegrowsToCapacity(t *testing.T) {
+	rtt := 100 * time.Millisecond
+	step := 5 * time.Millisecond
+	capacity := 190 * mbit
+	c := New(Limits{Target: 1000 * mbit}, t0)
+	now := t0.Add(step)
+	c.OnFeedback(now, Feedback{RTT: rtt, Capacity: capacity})
+	now = feed(c, now, 20, step, Feedback{RTT: rtt, Queue: 15 * time.Millisecond})
+	if !c.State().Found {
+		t.Fatal("a 15 ms queue for 100 ms did not end the search")
+	}
+	low := c.Rate()
+	if low > capacity*capacityShort/1.5 {
+		t.Fatalf("the rate after the pause is %.0f Mbit/s; the test needs it well below %.0f", low/mbit, capacity*capacityShort/mbit)
+	}
+	now = feed(c, now, int(rtt/step), step, Feedback{RTT: rtt})
+	if g := c.Rate() / low; g < 1.4 {
+		t.Errorf("one round trip with no queue after the pause grew the rate %.2f×, want about 1.5× (searching speed)", g)
+	}
+	for c.Rate() < capacity*capacityShort {
+		now = feed(c, now, 1, step, Feedback{RTT: rtt})
+	}
+	at := c.Rate()
+	feed(c, now, int(rtt/step), step, Feedback{RTT: rtt})
+	if g := c.Rate() / at; g > 1.15 {
+		t.Errorf("past three quarters of the capacity the rate still grew %.2f× a round trip, want about 1.1×", g)
+	}
+}
