@@ -147,6 +147,7 @@ type clientConn struct {
 
 	dead    chan struct{}
 	deadErr error
+	dataOK  chan struct{} // closed when the node first answers a data hello
 	once    sync.Once
 }
 
@@ -208,7 +209,7 @@ func (c *Client) dial(ctx context.Context) (*clientConn, error) {
 	}
 	nc.SetDeadline(time.Time{})
 	client := ssh.NewClient(sc, chans, reqs)
-	cc := &clientConn{c: c, ssh: client, pending: map[uint64]chan frame{}, events: map[uint32]func(string, json.RawMessage){}, dead: make(chan struct{})}
+	cc := &clientConn{c: c, ssh: client, pending: map[uint64]chan frame{}, events: map[uint32]func(string, json.RawMessage){}, dead: make(chan struct{}), dataOK: make(chan struct{})}
 	fail := func(err error) (*clientConn, error) {
 		cc.close(err)
 		return nil, err
@@ -289,36 +290,74 @@ func (c *Client) dial(ctx context.Context) (*clientConn, error) {
 	}
 	cipher, _ := ParseCipher(string(c.cfg.Cipher))
 	lim := congestion.Limits{Target: float64(rate.Target) / 8, Min: float64(rate.Min) / 8, Policy: string(rate.Policy), Start: float64(start) / 8}
-	answered := make(chan struct{})
 	var answeredOnce sync.Once
 	cc.sess, err = newSession(cc.ep, sessionParams{
 		id: hr.Session, cipher: string(cipher), sendKey: hr.C2S, recvKey: hr.S2C,
 		packetSize: c.cfg.PacketSize, limits: lim, peer: peer,
 		onHello: func(_ *session, h wire.Header, hello wire.Hello, from netip.AddrPort, now time.Time) {
-			if h.Type == wire.TypeHelloAck {
-				answeredOnce.Do(func() { close(answered) })
+			if h.Type == wire.TypeHelloAck && !testDropHelloAcks.Load() {
+				answeredOnce.Do(func() { close(cc.dataOK) })
 			}
 		},
 	}, c.log)
 	if err != nil {
 		return fail(err)
 	}
+	// The data session is ready to use once the node has its first hello:
+	// a request may go at once, and an upload's data right behind it (the
+	// node learns this address from the hello or from the data, whichever
+	// comes first). Waiting for the hello's answer would add a round trip
+	// to every command; it is awaited in the background instead, and a
+	// connection whose hellos go unanswered for the dial timeout is ended
+	// with what to check.
+	cc.sess.sendHello(wire.TypeHello, wire.Hello{Time: cc.sess.micros(time.Now())})
+	go cc.confirmData(peer, c.cfg.DialTimeout)
+	return cc, nil
+}
+
+// confirmData repeats the data session's hello until the node answers,
+// then keeps the path alive; with no answer within timeout it ends the
+// connection.
+func (cc *clientConn) confirmData(peer netip.AddrPort, timeout time.Duration) {
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
-	for sent := 0; ; sent++ {
-		cc.sess.sendHello(wire.TypeHello, wire.Hello{Time: cc.sess.micros(time.Now())})
+	expire := time.NewTimer(timeout)
+	defer expire.Stop()
+	for {
 		select {
-		case <-answered:
-			go cc.keepalive()
-			c.log.Info("connected", "udp", peer.String(), "cipher", cipher)
-			return cc, nil
+		case <-cc.dataOK:
+			cc.c.log.Info("connected", "udp", peer.String(), "cipher", cc.sess.cipher)
+			cc.keepalive()
+			return
 		case <-tick.C:
-		case <-ctx.Done():
-			return fail(fmt.Errorf("%w: no answer on UDP port %d of %s within %v: is that UDP port open in every firewall between here and the server?",
-				ErrUnreachable, hr.UDPPort, rip, c.cfg.DialTimeout))
+			cc.sess.sendHello(wire.TypeHello, wire.Hello{Time: cc.sess.micros(time.Now())})
+		case <-expire.C:
+			cc.close(fmt.Errorf("%w: no answer on UDP port %d of %s within %v: is that UDP port open in every firewall between here and the server?",
+				ErrUnreachable, peer.Port(), peer.Addr(), timeout))
+			return
 		case <-cc.dead:
-			return nil, cc.deadErr
+			return
 		}
+	}
+}
+
+// DataReady waits until the server has answered on the data path (UDP),
+// which transfers do not wait for, and returns the connection's error if
+// it ends first, as it does when no answer comes within the dial timeout.
+// A long-lived user (a mount) calls it to fail at start rather than at its
+// first transfer.
+func (c *Client) DataReady(ctx context.Context) error {
+	cc, err := c.conn(ctx)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-cc.dataOK:
+		return nil
+	case <-cc.dead:
+		return cc.deadErr
+	case <-ctx.Done():
+		return fmt.Errorf("%w: %v", ErrCancelled, ctx.Err())
 	}
 }
 

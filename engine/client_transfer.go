@@ -38,6 +38,9 @@ var testHookCommitSent func(acked bool)
 var (
 	testHookHashing   func()
 	testHookUploadSHA func(sum string) string
+	// testDropHelloAcks makes clients ignore the node's answers to their
+	// data hellos, as if a firewall dropped them.
+	testDropHelloAcks atomic.Bool
 	// testNoEarlyData makes clients start an upload's stream only after
 	// the server's answer, as with a server that holds no early data.
 	testNoEarlyData bool

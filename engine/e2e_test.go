@@ -796,3 +796,48 @@ func TestUploadDataComesWithItsRequest(t *testing.T) {
 		c.Close()
 	}
 }
+
+// A transfer does not wait a round trip for the node to answer the data
+// session's hello: the node learns the client's address from the hello
+// itself. A path on which no answer ever comes still ends the connection
+// within the dial timeout, saying what to check.
+func TestDataHelloAnsweredInTheBackground(t *testing.T) {
+	n := startNode(t, nil, "")
+	ctx := context.Background()
+	if err := n.client(t).DataReady(ctx); err != nil {
+		t.Fatalf("data path of a plain connection: %v", err)
+	}
+
+	testDropHelloAcks.Store(true)
+	defer testDropHelloAcks.Store(false)
+	const timeout = 3 * time.Second
+	dialed := time.Now()
+	c, err := n.dial(t, func(cfg *ClientConfig) { cfg.DialTimeout = timeout })
+	if err != nil {
+		t.Fatalf("dial with no answer on the data path yet: %v", err)
+	}
+	data := randomBytes(1<<20, 9)
+	if _, err := c.Upload(ctx, UploadRequest{Bucket: "photos", Key: "unanswered", Source: bytes.NewReader(data), Size: int64(len(data))}); err != nil {
+		t.Fatalf("upload before any answer to the data hello: %v", err)
+	}
+	dest := &memFile{}
+	if _, err := c.Download(ctx, DownloadRequest{Bucket: "photos", Key: "unanswered", Length: -1, Dest: dest}); err != nil {
+		t.Fatalf("download before any answer to the data hello: %v", err)
+	}
+	if !bytes.Equal(dest.bytes(), data) {
+		t.Fatal("downloaded bytes differ")
+	}
+	if waited := time.Since(dialed); waited >= timeout {
+		t.Fatalf("the transfers took %v, as long as the dial timeout; the test needs them done before it", waited)
+	}
+
+	err = c.DataReady(ctx)
+	waited := time.Since(dialed)
+	if !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), "UDP port") {
+		t.Fatalf("no answer on the data path: got %v, want ErrUnreachable naming the UDP port", err)
+	}
+	if waited < timeout || waited > timeout+2*time.Second {
+		t.Fatalf("no answer reported after %v, want the dial timeout (%v)", waited, timeout)
+	}
+	t.Logf("reported after %v: %v", waited.Round(time.Millisecond), err)
+}

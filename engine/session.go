@@ -207,7 +207,10 @@ func (s *session) setPeer(a netip.AddrPort) {
 	p := new(netip.AddrPort)
 	*p = a
 	s.peer.Store(p)
-	s.seenOnce.Do(func() { close(s.peerSeen) })
+	s.seenOnce.Do(func() {
+		close(s.peerSeen)
+		s.signal() // a send loop may be waiting for somewhere to send
+	})
 }
 
 // close ends the session: the send loop stops, streams fail with err.

@@ -266,6 +266,12 @@ func dialRemote(ctx context.Context, env *Env, loc Location, o *clientOptions) (
 	if err != nil {
 		return nil, nil, err
 	}
+	// A mount lives long: find out now, not at the first read, whether
+	// the data path (UDP) gets through.
+	if err := c.DataReady(ctx); err != nil {
+		c.Close()
+		return nil, nil, err
+	}
 	return c, func() { c.Close() }, nil
 }
 
