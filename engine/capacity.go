@@ -32,8 +32,8 @@ type trainMeter struct {
 	before, at int
 	gaps       []time.Duration // between successive groups, at most trainMaxGroups-1
 	sorted     [trainMaxGroups]time.Duration
-	done       bool            // the run was judged
-	rate       float64         // the latest estimate, payload bytes per second; 0 if none
+	done       bool    // the run was judged
+	rate       float64 // the latest estimate, payload bytes per second; 0 if none
 }
 
 // A run is packets sent within trainSpread of its first one, arriving in
