@@ -447,13 +447,13 @@ func TestFirstFlightMeasuresThePath(t *testing.T) {
 		p := newPair(t, link, back, congestion.Limits{Target: 1e9 / 8}, wire.AES256GCM)
 		defer p.close()
 		data := randomBytes(8<<20, 5)
-		size := int64(len(data))
-		want := ranges.Of(ranges.Range{Off: 0, Len: size})
-		dest := &memFile{buf: make([]byte, 0, size)}
-		r := newRecvStream(1, dest, want, nil, false)
-		p.b.addRecv(r)
-		st := newSendStream(1, readerAtSource{r: bytes.NewReader(data), size: size}, want)
-		p.a.addStream(st)
+		var dest *memFile
+		done := make(chan error, 1)
+		go func() {
+			var err error
+			_, dest, _, err = p.transfer(1, data, 10*time.Second)
+			done <- err
+		}()
 
 		// The first acks are back one round trip and a little after the
 		// first flight left.
@@ -469,10 +469,8 @@ func TestFirstFlightMeasuresThePath(t *testing.T) {
 		if cs.Rate < rate/2 {
 			t.Fatalf("one round trip in, the rate is %.1f Mbit/s, want at least half the capacity", cs.Rate*8/1e6)
 		}
-		select {
-		case <-r.done():
-		case <-time.After(10 * time.Second):
-			t.Fatal("transfer did not finish")
+		if err := <-done; err != nil {
+			t.Fatal(err)
 		}
 		if !bytes.Equal(dest.buf, data) {
 			t.Fatal("data differs")
