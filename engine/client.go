@@ -332,8 +332,8 @@ func (cc *clientConn) confirmData(peer netip.AddrPort, timeout time.Duration) {
 		case <-tick.C:
 			cc.sess.sendHello(wire.TypeHello, wire.Hello{Time: cc.sess.micros(time.Now())})
 		case <-expire.C:
-			cc.close(fmt.Errorf("%w: no answer on UDP port %d of %s within %v: is that UDP port open in every firewall between here and the server?",
-				ErrUnreachable, peer.Port(), peer.Addr(), timeout))
+			cc.close(fmt.Errorf("%w: %w: nothing from UDP port %d of %s within %v: is that UDP port open in every firewall between here and the server?",
+				ErrUnreachable, ErrNoDataPath, peer.Port(), peer.Addr(), timeout))
 			return
 		case <-cc.dead:
 			return

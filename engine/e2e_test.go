@@ -833,8 +833,8 @@ func TestDataHelloAnsweredInTheBackground(t *testing.T) {
 
 	err = c.DataReady(ctx)
 	waited := time.Since(dialed)
-	if !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), "UDP port") {
-		t.Fatalf("no answer on the data path: got %v, want ErrUnreachable naming the UDP port", err)
+	if !errors.Is(err, ErrUnreachable) || !errors.Is(err, ErrNoDataPath) || !strings.Contains(err.Error(), "UDP port") {
+		t.Fatalf("no answer on the data path: got %v, want ErrUnreachable and ErrNoDataPath naming the UDP port", err)
 	}
 	if waited < timeout || waited > timeout+2*time.Second {
 		t.Fatalf("no answer reported after %v, want the dial timeout (%v)", waited, timeout)

@@ -11,6 +11,10 @@ var (
 	// it was lost. Retrying later may succeed; a transfer resumes from its
 	// last checkpoint.
 	ErrUnreachable = errors.New("server unreachable")
+	// ErrNoDataPath: the server answered over SSH but never on its UDP
+	// port, typically a firewall that lets TCP through and not UDP. It
+	// wraps ErrUnreachable too; retrying at once meets the same wall.
+	ErrNoDataPath = errors.New("no answer on the data path")
 	// ErrHostKeyChanged: the server presented a host key different from the
 	// one recorded in known_hosts. Never retried.
 	ErrHostKeyChanged = errors.New("server host key changed")

@@ -2,7 +2,8 @@
 # deps.sh installs, with apt-get, the machine packages chute's tests,
 # demo and benchmarks use, when they are missing: fuse3 (the mount),
 # rclone and s3fs (metadata interoperability and comparisons), iperf3
-# (link emulator validation, fairness), rsync, curl, fio, hyperfine.
+# (link emulator validation, fairness), rsync, curl, fio, hyperfine,
+# nftables (a test that blocks the UDP port).
 #
 # Usage: scripts/deps.sh [package...]   (default: all of them)
 set -eu
@@ -10,7 +11,7 @@ set -eu
 say() { printf 'deps: %s\n' "$*"; }
 
 # command name → Debian package
-want=${*:-"fusermount3:fuse3 rclone:rclone s3fs:s3fs iperf3:iperf3 rsync:rsync curl:curl fio:fio hyperfine:hyperfine ip:iproute2 nsenter:util-linux"}
+want=${*:-"fusermount3:fuse3 rclone:rclone s3fs:s3fs iperf3:iperf3 rsync:rsync curl:curl fio:fio hyperfine:hyperfine ip:iproute2 nsenter:util-linux nft:nftables"}
 missing=""
 for pair in $want; do
 	cmd=${pair%%:*}

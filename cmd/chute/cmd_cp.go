@@ -114,6 +114,16 @@ func runCp(ctx context.Context, env *Env, o *cpOptions, args []string) error {
 		return err
 	}
 	defer c.Close()
+	// Transfers start before the server has answered on its UDP port; if
+	// it never does, stop the whole copy with that error rather than retry
+	// every file into the same firewall.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		if err := c.DataReady(ctx); errors.Is(err, engine.ErrNoDataPath) {
+			cancel(err)
+		}
+	}()
 
 	var jobs []job
 	if up {
@@ -330,6 +340,9 @@ func (r *cpRun) run(ctx context.Context, jobs []job) error {
 			fmt.Fprintf(r.env.Stderr, "%d of %d files copied (%s of %s) in %.1fs\n", done, len(jobs), humanBytes(doneBytes), humanBytes(total), elapsed.Seconds())
 		}
 	}
+	if cause := context.Cause(ctx); errors.Is(cause, engine.ErrNoDataPath) {
+		return cause
+	}
 	if ctx.Err() != nil {
 		return fmt.Errorf("interrupted: %d of %d files copied; run the same command again to resume", done, len(jobs))
 	}
@@ -373,7 +386,7 @@ func (r *cpRun) retry(ctx context.Context, j job) (engine.Result, error) {
 		} else {
 			res, err = r.download(ctx, j)
 		}
-		if err == nil || !errors.Is(err, engine.ErrUnreachable) || attempt >= r.o.retries || ctx.Err() != nil {
+		if err == nil || !errors.Is(err, engine.ErrUnreachable) || errors.Is(err, engine.ErrNoDataPath) || attempt >= r.o.retries || ctx.Err() != nil {
 			return res, err
 		}
 		wait := time.Duration(1<<attempt) * time.Second

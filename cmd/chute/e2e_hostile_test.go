@@ -16,10 +16,13 @@ package main
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -407,4 +410,48 @@ func TestHostileUDP(t *testing.T) {
 	smallSum := makeFile(t, small, 1<<20+1, 78)
 	checkDone(t, oneDone(t, fresh.ok("cp", "--json", small, n.url("photos/after"))), "upload", "after", 1<<20+1, smallSum)
 	checkDone(t, oneDone(t, fresh.ok("cp", "--json", n.url("photos/after"), filepath.Join(dir, "after"))), "download", "after", 1<<20+1, smallSum)
+}
+
+// A firewall that passes the server's SSH port and drops its UDP port:
+// chute cp starts the transfer without waiting for the data path, and
+// stops at the connect timeout with one error that names the port, rather
+// than retrying each file into the same wall; a mount refuses to start.
+func TestBlockedUDPPortFailsOnce(t *testing.T) {
+	testenv.RequireRoot(t) // nftables
+	nft := testenv.RequireTool(t, "nft", "apt-get install nftables")
+	n := startNode(t, "photos")
+	c := newClient(t)
+	n.authorize("", c.pub)
+	table := fmt.Sprintf("chute_test_%d", n.port)
+	rules := fmt.Sprintf("table inet %s {\n chain in {\n  type filter hook input priority 0;\n  iifname \"lo\" udp dport %d drop\n }\n}\n", table, n.port)
+	cmd := exec.Command(nft, "-f", "-")
+	cmd.Stdin = strings.NewReader(rules)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("nft: %v\n%s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command(nft, "delete", "table", "inet", table).CombinedOutput(); err != nil {
+			t.Errorf("removing the test's nftables table %s: %v\n%s", table, err, out)
+		}
+	})
+	dir := t.TempDir()
+	for i := range 3 {
+		makeFile(t, filepath.Join(dir, fmt.Sprintf("f%d", i)), 2<<20, uint64(i)) // above what goes inline over SSH
+	}
+	start := time.Now()
+	r := c.fails([]string{"UDP port " + strconv.Itoa(n.port), "firewall"},
+		"cp", "--connect-timeout", "2s", "-r", dir, n.url("photos/blocked/"))
+	took := time.Since(start)
+	if took > 8*time.Second {
+		t.Errorf("cp took %v to give up with a 2 s connect timeout; it retried", took)
+	}
+	if strings.Contains(r.stderr, "resuming") {
+		t.Errorf("cp retried into a blocked UDP port:\n%s", r.stderr)
+	}
+	mp := t.TempDir()
+	c.fails([]string{"UDP port " + strconv.Itoa(n.port)},
+		"mount", "--connect-timeout", "2s", "--cache-dir", t.TempDir(), n.url("photos/"), mp)
+	if isFuseMount(mp) {
+		t.Fatalf("%s is mounted although the data path is blocked", mp)
+	}
 }

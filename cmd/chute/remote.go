@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -98,6 +99,7 @@ type clientOptions struct {
 	min        string
 	policy     string
 	packetSize int
+	connect    time.Duration
 }
 
 func (o *clientOptions) AddFlags(fs *pflag.FlagSet) {
@@ -108,6 +110,7 @@ func (o *clientOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVarP(&o.min, "min-rate", "m", "", "minimum rate in bits/s under congestion (default 0)")
 	fs.StringVar(&o.policy, "policy", "fair", "rate policy: fixed, fair, high or low")
 	fs.IntVar(&o.packetSize, "packet-size", 0, "UDP payload size of data packets (default 1400)")
+	fs.DurationVar(&o.connect, "connect-timeout", 20*time.Second, "how long to wait for the server: for the SSH connection, and for an answer on its UDP port")
 }
 
 // chuteHome is $CHUTE_HOME, or ~/.config/chute.
@@ -180,6 +183,7 @@ func (o *clientOptions) config(env *Env, loc Location) (engine.ClientConfig, err
 	return engine.ClientConfig{
 		User: loc.User, Signer: signer, KnownHosts: kh, Cipher: cipher, Rate: r,
 		PacketSize: o.packetSize, PathMemory: filepath.Join(home, "paths.json"), Logger: env.Logger,
+		DialTimeout: o.connect,
 	}, nil
 }
 
