@@ -58,10 +58,11 @@ const (
 	maxStep     = 50 * time.Millisecond // longer gaps between feedback count as this
 
 	startGrowth = 0.5 // relative growth per round trip while searching for the path's rate
-	// A measured capacity lets the search skip its climb: from there it
-	// goes on growing, and ends on the queue as usual. Less than the whole,
-	// since others may be using the path, and a burst's spread can read
-	// high.
+	// A measured capacity lets the search skip its climb: it starts from
+	// capacityJump of it (less than the whole, since others may be using
+	// the path, and a burst's spread can read high), goes on growing, and
+	// ends on the queue as usual. Below capacityShort of it with an empty
+	// queue, the rate grows as fast as while searching.
 	capacityJump  = 0.5
 	capacityShort = 0.75
 	// The search ends on a queue of half the target that lasts searchQueue
