@@ -44,9 +44,7 @@ type session struct {
 	packetSize  int // datagram size to send
 	payloadSize int // payload bytes per data packet
 
-	peer     atomic.Pointer[netip.AddrPort]
-	peerSeen chan struct{} // closed when the peer's address is known
-	seenOnce sync.Once
+	peer atomic.Pointer[netip.AddrPort]
 	// onHello, if set, answers hellos (the server) or notes hello acks (the
 	// client). It runs on the read loop.
 	onHello func(s *session, h wire.Header, hello wire.Hello, from netip.AddrPort, now time.Time)
@@ -83,8 +81,6 @@ type session struct {
 	wake        chan struct{}
 	sendClosed  bool
 	counters    sessionCounters
-
-	capacityLogged bool // the capacity the search started from is in the log
 
 	// Receiving half.
 	opener    *wire.Sealer // read loop
@@ -172,7 +168,6 @@ func newSession(ep *endpoint, p sessionParams, log *slog.Logger) (*session, erro
 		sendKey:     p.sendKey,
 		packetSize:  p.packetSize,
 		payloadSize: p.packetSize - wire.ClearLen(wire.TypeData) - ackSealer.Overhead(),
-		peerSeen:    make(chan struct{}),
 		cc:          congestion.New(p.limits, now),
 		streams:     map[uint32]*sendStream{},
 		inflight:    &ranges.Set{},
@@ -201,16 +196,16 @@ func newSession(ep *endpoint, p sessionParams, log *slog.Logger) (*session, erro
 
 func (s *session) setPeer(a netip.AddrPort) {
 	a = netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
-	if old := s.peer.Load(); old != nil && *old == a {
+	old := s.peer.Load()
+	if old != nil && *old == a {
 		return
 	}
 	p := new(netip.AddrPort)
 	*p = a
 	s.peer.Store(p)
-	s.seenOnce.Do(func() {
-		close(s.peerSeen)
+	if old == nil {
 		s.signal() // a send loop may be waiting for somewhere to send
-	})
+	}
 }
 
 // close ends the session: the send loop stops, streams fail with err.
@@ -665,7 +660,8 @@ func (s *session) onAck(a wire.Ack, now time.Time) {
 	}
 	queue := s.queueFilter.Update(now, time.Duration(a.Queue)*time.Microsecond, queueWindow)
 	s.lastQueue = queue
-	searching := !s.cc.State().Found
+	before := s.cc.State()
+	searching := !before.Found
 	s.cc.OnFeedback(now, congestion.Feedback{
 		Queue:     queue,
 		RTT:       s.rtt.smoothed,
@@ -675,8 +671,7 @@ func (s *session) onAck(a wire.Ack, now time.Time) {
 		Capacity:  s.paced(a.Capacity),
 	})
 	cs := s.cc.State()
-	if cs.Capacity > 0 && !s.capacityLogged {
-		s.capacityLogged = true
+	if before.Capacity == 0 && cs.Capacity > 0 {
 		s.log.Debug("the search starts from the capacity the peer measured", "capacity_mbps", int(cs.Capacity*8/1e6), "rate_mbps", int(cs.Rate*8/1e6))
 	}
 	if searching && cs.Found {
