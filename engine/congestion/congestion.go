@@ -85,7 +85,8 @@ const (
 	additive = 50e3
 
 	// The rate never runs far ahead of what the receiver reports delivered
-	// (its recent maximum): twice while searching, a quarter more normally,
+	// (its recent maximum): twice while searching (or far below the
+	// capacity measured, with no queue), a quarter more normally,
 	// and 20% more once loss passes lossyFrac. Random loss p
 	// leaves delivery at (1-p) of the rate, so the ceiling still sits above
 	// the rate for p up to 16%; a receiver or path that drops whatever
@@ -283,6 +284,15 @@ func (c *Controller) OnFeedback(now time.Time, f Feedback) {
 	if c.deliveryMature(now, f.RTT) {
 		dmax = c.deliveryMax.Get()
 	}
+	// Far below the capacity measured with no queue at all: the search
+	// ended on a receiver's pause, not on the path. Grow as fast as while
+	// searching, and let the rate run as far ahead of delivery too: the
+	// delivery rate trails the rate by a round trip or more (and a
+	// receiver that paused counted less meanwhile), so a quarter above it
+	// would hold the climb back to a fraction of the search's speed.
+	// Heavy loss without a queue is a path that drops what exceeds it,
+	// not room.
+	short := c.capacity > 0 && c.rate < c.capacity*capacityShort && q < 0.25 && c.lossFrac <= lossyFrac
 	if q < 1 {
 		g := growth
 		// Searching (below the capacity measured, if one was: like TCP's
@@ -291,9 +301,6 @@ func (c *Controller) OnFeedback(now time.Time, f Feedback) {
 		// far below what the path carried lately (after a cut, a stall, a
 		// pause): grow fast.
 		searching := !c.found && (c.capacity == 0 || c.rate < c.capacity)
-		// Far below the capacity measured with no queue at all: the
-		// search ended on a receiver's pause, not on the path.
-		short := c.capacity > 0 && c.rate < c.capacity*capacityShort && q < 0.25
 		if searching || empty || short || c.rate < dmax/2 {
 			g = startGrowth
 		}
@@ -326,7 +333,7 @@ func (c *Controller) OnFeedback(now time.Time, f Feedback) {
 	if dmax > 0 && (c.found || c.lossFrac > lossyFrac) {
 		h := headroom
 		switch {
-		case !c.found || empty:
+		case !c.found || empty || short:
 			h = startHeadroom
 		case c.lossFrac > lossyFrac:
 			h = lossyHeadroom

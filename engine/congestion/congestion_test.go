@@ -576,3 +576,46 @@ func TestSearchEndedOnAPauseRegrowsToCapacity(t *testing.T) {
 		t.Errorf("past three quarters of the capacity the rate still grew %.2f× a round trip, want about 1.1×", g)
 	}
 }
+
+// A receiver that pauses early in a transfer (a process just started) can
+// end the search well below the capacity measured, while the delivery rate
+// it reports trails the rate. Once its queue is gone the rate must climb
+// back as fast as the search would, not be held to a quarter above that
+// trailing delivery rate.
+func TestRegrowthAfterAPauseOutrunsTrailingDelivery(t *testing.T) {
+	rtt := 100 * time.Millisecond
+	step := 5 * time.Millisecond
+	capacity := 200 * mbit
+	c := New(Limits{Target: 1000 * mbit, Start: 40 * mbit}, t0)
+	// The path delivers what was sent a round trip before (up to its
+	// capacity), except that a pausing receiver counts only a quarter.
+	var rates []float64
+	now := t0
+	run := func(n int, f Feedback, share float64) {
+		for range n {
+			now = now.Add(step)
+			rates = append(rates, c.Rate())
+			if lag := int(rtt / step); len(rates) > lag {
+				f.Delivered = math.Min(rates[len(rates)-1-lag], capacity) * share * step.Seconds()
+			}
+			f.RTT, f.Sent = rtt, c.Rate()*step.Seconds()
+			c.OnFeedback(now, f)
+		}
+	}
+	run(int(2*rtt/step), Feedback{}, 1)
+	run(1, Feedback{Capacity: capacity}, 1)
+	run(int(rtt/2/step), Feedback{Queue: 30 * time.Millisecond}, 0.25)
+	if st := c.State(); !st.Found || st.Capacity != capacity || st.DeliveryMax == 0 {
+		t.Fatalf("state after the pause %+v: the test needs a search that used the capacity, ended, and a delivery rate", st)
+	}
+	low := c.Rate()
+	var took time.Duration
+	for took < 10*rtt && c.Rate() < capacity*capacityShort {
+		run(1, Feedback{}, 1)
+		took += step
+	}
+	if took > 3*rtt {
+		t.Errorf("after the pause the rate took %v to grow from %.0f to %.0f Mbit/s (three quarters of the capacity), want within three round trips",
+			took, low/mbit, c.Rate()/mbit)
+	}
+}
