@@ -320,9 +320,17 @@ func (c *Controller) OnFeedback(now time.Time, f Feedback) {
 		}
 		// The reference is the recent maximum delivery rate: what the path
 		// carried before the queue formed. The smoothed rate would follow a
-		// receiver's stall down to nothing.
+		// receiver's stall down to nothing. Delivery is what is left after
+		// random loss, which takes its share of the rate wherever it
+		// strikes (before the bottleneck or after it): to have the path
+		// carry the set point, send that much more. Heavy loss is a path
+		// that drops what exceeds it, not random loss: no allowance.
 		if dmax > 0 {
-			c.rate = math.Min(c.rate, dmax*(1-excess))
+			p := c.lossFrac
+			if p > lossyFrac {
+				p = 0
+			}
+			c.rate = math.Min(c.rate, dmax*(1-excess)/(1-p))
 		} else {
 			c.rate *= 1 - excess*k
 		}

@@ -619,3 +619,42 @@ func TestRegrowthAfterAPauseOutrunsTrailingDelivery(t *testing.T) {
 			took, low/mbit, c.Rate()/mbit)
 	}
 }
+
+// Delivery is what random loss leaves of the rate. A cut aims the rate at
+// a share of the delivery rate, so it must add back what random loss
+// takes, or at 2% loss every cut goes 2% deeper than meant; heavy loss
+// (a path dropping what exceeds it) gets no such allowance.
+func TestCutAllowsForRandomLoss(t *testing.T) {
+	rtt := 100 * time.Millisecond
+	step := 5 * time.Millisecond
+	carried := 100 * mbit // what the path delivers
+	for _, tc := range []struct {
+		loss      float64
+		allowance bool
+	}{{0, true}, {0.02, true}, {lossyFrac * 2, false}} {
+		c := New(Limits{Target: 1000 * mbit, Start: carried}, t0)
+		now := t0
+		report := func(n int, queue time.Duration) {
+			for range n {
+				now = now.Add(step)
+				sent := c.Rate() * step.Seconds()
+				c.OnFeedback(now, Feedback{RTT: rtt, Queue: queue, Sent: sent, Lost: sent * tc.loss, Delivered: carried * step.Seconds()})
+			}
+		}
+		report(10, fairQueue/2) // ends the search
+		report(int(5*rtt/step), fairQueue/5)
+		if st := c.State(); !st.Found || math.Abs(st.LossFrac-tc.loss) > 0.001 || st.DeliveryMax < carried*0.99 {
+			t.Fatalf("loss %g: state %+v, the test needs the search over, the loss and the delivery rate measured", tc.loss, st)
+		}
+		queue := 30 * time.Millisecond
+		report(1, queue)
+		excess := float64(queue-fairQueue) / float64(2*rtt)
+		want, why := carried*(1-excess), "the delivery rate less the excess queue's share"
+		if tc.allowance {
+			want, why = want/(1-tc.loss), why+", plus what random loss takes"
+		}
+		if got := c.Rate(); math.Abs(got-want)/want > 0.002 {
+			t.Errorf("loss %g: a %v queue cut the rate to %.2f Mbit/s, want %.2f (%s)", tc.loss, queue, got/mbit, want/mbit, why)
+		}
+	}
+}
