@@ -134,6 +134,7 @@ func (c *Client) Close() error {
 type clientConn struct {
 	c    *Client
 	ssh  *ssh.Client
+	tcp  net.Conn // under ssh
 	fr   *framer
 	ep   *endpoint
 	sess *session
@@ -177,10 +178,12 @@ func (c *Client) conn(ctx context.Context) (*clientConn, error) {
 func (c *Client) dial(ctx context.Context) (*clientConn, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
 	defer cancel()
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, "tcp", c.addr)
+	nc, err := dialControl(ctx, c.addr, controlBackupDial)
 	if err != nil {
 		return nil, fmt.Errorf("%w: connecting to %s: %v", ErrUnreachable, c.addr, err)
+	}
+	if err := tuneControl(nc); err != nil {
+		c.log.Debug("control connection keeps the kernel's TCP timers", "err", err)
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		nc.SetDeadline(dl)
@@ -209,7 +212,7 @@ func (c *Client) dial(ctx context.Context) (*clientConn, error) {
 	}
 	nc.SetDeadline(time.Time{})
 	client := ssh.NewClient(sc, chans, reqs)
-	cc := &clientConn{c: c, ssh: client, pending: map[uint64]chan frame{}, events: map[uint32]func(string, json.RawMessage){}, dead: make(chan struct{}), dataOK: make(chan struct{})}
+	cc := &clientConn{c: c, ssh: client, tcp: nc, pending: map[uint64]chan frame{}, events: map[uint32]func(string, json.RawMessage){}, dead: make(chan struct{}), dataOK: make(chan struct{})}
 	fail := func(err error) (*clientConn, error) {
 		cc.close(err)
 		return nil, err

@@ -278,6 +278,7 @@ func (s *Server) checkKey(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permis
 type serverConn struct {
 	srv    *Server
 	conn   *ssh.ServerConn
+	tcp    net.Conn // under conn
 	log    *slog.Logger
 	access Access
 	user   string // key fingerprint: who owns staged uploads
@@ -291,9 +292,18 @@ type serverConn struct {
 
 func (s *Server) handleConn(ctx context.Context, nc net.Conn) {
 	nc.SetDeadline(time.Now().Add(30 * time.Second))
+	if err := tuneControl(nc); err != nil {
+		s.log.Debug("control connection keeps the kernel's TCP timers", "remote", nc.RemoteAddr().String(), "err", err)
+	}
 	sc, chans, reqs, err := ssh.NewServerConn(nc, s.ssh)
 	if err != nil {
-		s.log.Info("ssh handshake failed", "remote", nc.RemoteAddr().String(), "err", err)
+		// A client's spare connection (see dialControl), a port check: closed
+		// before saying anything.
+		level := slog.LevelInfo
+		if errors.Is(err, io.EOF) {
+			level = slog.LevelDebug
+		}
+		s.log.Log(ctx, level, "ssh handshake failed", "remote", nc.RemoteAddr().String(), "err", err)
 		nc.Close()
 		return
 	}
@@ -302,6 +312,7 @@ func (s *Server) handleConn(ctx context.Context, nc net.Conn) {
 	c := &serverConn{
 		srv:       s,
 		conn:      sc,
+		tcp:       nc,
 		user:      sc.Permissions.Extensions["fingerprint"],
 		uploads:   map[uint32]*serverUpload{},
 		downloads: map[uint32]*serverDownload{},

@@ -1,0 +1,7 @@
+//go:build !linux
+
+package engine
+
+import "net"
+
+func tuneControl(c net.Conn) error { return nil }
