@@ -397,12 +397,16 @@ func (c *serverConn) serve(ctx context.Context, ch ssh.Channel) {
 			continue
 		}
 		go func() {
+			start := time.Now()
 			body, err := c.handle(ctx, fr.Op, fr.Body)
 			resp := frame{ID: fr.ID}
 			if err != nil {
 				resp.Err = toWireErr(err)
-				c.log.Debug("request failed", "op", fr.Op, "err", err)
-			} else if body != nil {
+				c.log.Debug("request failed", "op", fr.Op, "took", time.Since(start), "err", err)
+			} else {
+				c.log.Debug("request", "op", fr.Op, "took", time.Since(start))
+			}
+			if err == nil && body != nil {
 				resp.Body, err = json.Marshal(body)
 				if err != nil {
 					resp.Err = toWireErr(err)

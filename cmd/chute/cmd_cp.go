@@ -64,6 +64,9 @@ type job struct {
 	mtime  time.Time
 	mode   os.FileMode
 	marker bool // an empty folder: a "dir/" marker, or a local mkdir
+	// info is the object as planning just found it (a download of one
+	// named object): the first attempt uses it rather than ask again.
+	info *cos.ObjectInfo
 }
 
 func (j job) name() string {
@@ -221,7 +224,7 @@ func planDownloads(ctx context.Context, c *engine.Client, o *cpOptions, loc Loca
 			if dstIsDir || strings.HasSuffix(dst, "/") {
 				local = filepath.Join(dst, path.Base(loc.Key))
 			}
-			return []job{{local: local, bucket: loc.Bucket, key: loc.Key, size: info.Size, mtime: info.ModTime(), mode: os.FileMode(info.Meta.Mode & 0o777)}}, nil
+			return []job{{local: local, bucket: loc.Bucket, key: loc.Key, size: info.Size, mtime: info.ModTime(), mode: os.FileMode(info.Meta.Mode & 0o777), info: &info}}, nil
 		}
 		if !errors.Is(err, cos.ErrNotFound) {
 			return nil, err
@@ -389,6 +392,7 @@ func (r *cpRun) retry(ctx context.Context, j job) (engine.Result, error) {
 		if err == nil || !errors.Is(err, engine.ErrUnreachable) || errors.Is(err, engine.ErrNoDataPath) || attempt >= r.o.retries || ctx.Err() != nil {
 			return res, err
 		}
+		j.info = nil // the object may have changed meanwhile: ask again
 		wait := time.Duration(1<<attempt) * time.Second
 		r.env.Logger.Warn("connection lost; resuming", "file", j.name(), "in", wait, "err", err)
 		select {
@@ -526,9 +530,14 @@ func (r *cpRun) download(ctx context.Context, j job) (engine.Result, error) {
 	if err := os.MkdirAll(filepath.Dir(j.local), 0o755); err != nil {
 		return engine.Result{}, err
 	}
-	info, err := r.c.Stat(ctx, j.bucket, j.key)
-	if err != nil {
-		return engine.Result{}, err
+	var info cos.ObjectInfo
+	if j.info != nil {
+		info = *j.info
+	} else {
+		var err error
+		if info, err = r.c.Stat(ctx, j.bucket, j.key); err != nil {
+			return engine.Result{}, err
+		}
 	}
 	if res, ok := r.haveCopy(ctx, j, info); ok {
 		return res, nil

@@ -117,6 +117,7 @@ type node struct {
 	data    string
 	port    int
 	buckets []string
+	flags   []string // more server flags
 
 	cmd    *exec.Cmd
 	stdout *lineBuffer
@@ -138,9 +139,9 @@ func startNodeOn(t testing.TB, port int, buckets ...string) *node {
 	return newNode(t, port, buckets)
 }
 
-func newNode(t testing.TB, port int, buckets []string) *node {
+func newNode(t testing.TB, port int, buckets []string, flags ...string) *node {
 	t.Helper()
-	n := &node{t: t, data: t.TempDir(), buckets: buckets}
+	n := &node{t: t, data: t.TempDir(), buckets: buckets, flags: flags}
 	// The server needs the file; the tests add keys as they go.
 	if err := os.WriteFile(filepath.Join(n.data, "authorized_keys"), []byte("# chute e2e tests\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -176,6 +177,7 @@ func (n *node) start() error {
 	for _, b := range n.buckets {
 		args = append(args, "--bucket", b)
 	}
+	args = append(args, n.flags...)
 	n.stdout, n.stderr = &lineBuffer{}, &lineBuffer{}
 	n.cmd = exec.Command(chuteBin, args...)
 	n.cmd.Env = append(os.Environ(), "TZ=UTC")

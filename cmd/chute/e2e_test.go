@@ -352,3 +352,27 @@ func TestLsQuotesControlCharacters(t *testing.T) {
 		t.Errorf("ls --json: name %q, %v", e.Name, err)
 	}
 }
+
+// A download of one named object asks the server about it once: the
+// plan's stat serves the copy too (each request is a round trip, 0.1 s
+// on a long path). A retry asks again.
+func TestDownloadOfOneObjectAsksOnce(t *testing.T) {
+	n := newNode(t, 0, []string{"photos"}, "--debug")
+	c := newClient(t)
+	n.authorize("", c.pub)
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	sum := makeFile(t, src, 100<<10, 7)
+	c.ok("cp", "--quiet", src, n.url("photos/one"))
+
+	stats := func() int { return strings.Count(n.output(), "op=stat ") }
+	before := stats()
+	dst := filepath.Join(dir, "back")
+	c.ok("cp", "--quiet", n.url("photos/one"), dst)
+	if got := sha256File(t, dst); got != sum {
+		t.Fatalf("downloaded SHA-256 %s, want %s", got, sum)
+	}
+	if n := stats() - before; n != 1 {
+		t.Errorf("the download sent %d stat requests, want 1", n)
+	}
+}
