@@ -6,6 +6,7 @@
 //	chutebench local    loopback, one emulated long lossy link, SeaweedFS, mounts, Go benchmarks
 //	chutebench wan      the WAN grid: RTT × loss through the link emulator, every tool
 //	chutebench fair     chute (fair, then low) sharing the bottleneck with one TCP flow
+//	chutebench setup    many tiny copies across the emulated link: what each command pays besides its bytes
 //	chutebench chart F  redraw the WAN chart from a wan-*.json file
 //	chutebench doc      rewrite BENCHMARKS.md's generated sections from the latest results
 //
@@ -41,7 +42,7 @@ func main() {
 		err = runWeedHelper(args)
 	case "s3":
 		err = runS3Helper(args)
-	case "local", "wan", "fair":
+	case "local", "wan", "fair", "setup":
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		cfg := loadConfig()
 		switch cmd {
@@ -51,6 +52,8 @@ func main() {
 			err = runWAN(ctx, cfg)
 		case "fair":
 			err = runFair(ctx, cfg)
+		case "setup":
+			err = runSetup(ctx, cfg)
 		}
 		stop()
 	case "chart":
@@ -110,10 +113,14 @@ var settings = []setting{
 	{"CHUTE_FAIR_LEAD", "10s", "fair: how long chute runs alone before the TCP flow starts, and after it ends"},
 	{"CHUTE_FAIR_POLICIES", "fair,low", "fair: chute policies to try"},
 	{"CHUTE_FAIR_CCS", "cubic", "fair: TCP congestion controls to compete against"},
+	{"CHUTE_SETUP_RTT", "100ms", "setup: round-trip time"},
+	{"CHUTE_SETUP_LOSSES", "0 2%", "setup: random loss rates (each direction)"},
+	{"CHUTE_SETUP_RUNS", "40", "setup: uploads (and as many downloads) per loss rate"},
+	{"CHUTE_SETUP_SIZE", "1K", "setup: size of the file copied"},
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: chutebench local|wan|fair|doc|chart WAN.json OUT.svg")
+	fmt.Fprintln(os.Stderr, "usage: chutebench local|wan|fair|setup|doc|chart WAN.json OUT.svg")
 	fmt.Fprintln(os.Stderr, "\nsettings (environment variables, default in brackets):")
 	for _, s := range settings {
 		fmt.Fprintf(os.Stderr, "  %-24s %s [%s]\n", s.name, s.help, s.def)
