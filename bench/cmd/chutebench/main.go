@@ -115,7 +115,7 @@ var settings = []setting{
 	{"CHUTE_FAIR_CCS", "cubic", "fair: TCP congestion controls to compete against"},
 	{"CHUTE_SETUP_RTT", "100ms", "setup: round-trip time"},
 	{"CHUTE_SETUP_LOSSES", "0 2%", "setup: random loss rates (each direction)"},
-	{"CHUTE_SETUP_RUNS", "40", "setup: uploads (and as many downloads) per loss rate"},
+	{"CHUTE_SETUP_RUNS", "100", "setup: uploads (and as many downloads) per loss rate"},
 	{"CHUTE_SETUP_SIZE", "1K", "setup: size of the file copied"},
 }
 
