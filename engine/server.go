@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -298,9 +299,9 @@ func (s *Server) handleConn(ctx context.Context, nc net.Conn) {
 	sc, chans, reqs, err := ssh.NewServerConn(nc, s.ssh)
 	if err != nil {
 		// A client's spare connection (see dialControl), a port check: closed
-		// before saying anything.
+		// before saying anything (reset, since our version line went unread).
 		level := slog.LevelInfo
-		if errors.Is(err, io.EOF) {
+		if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) {
 			level = slog.LevelDebug
 		}
 		s.log.Log(ctx, level, "ssh handshake failed", "remote", nc.RemoteAddr().String(), "err", err)

@@ -1,9 +1,14 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -115,4 +120,59 @@ func TestDialWithBackup(t *testing.T) {
 			})
 		})
 	}
+}
+
+// A connection closed before the SSH handshake (a client's spare attempt
+// that lost the race, a port check) is logged at debug level, not info.
+func TestSpareConnectionLoggedQuietly(t *testing.T) {
+	var logs syncBuffer
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "authorized_keys"), []byte("# none\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := NewServer(ServerConfig{DataDir: dir, Listen: "127.0.0.1:0", Buckets: []string{"photos"},
+		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		srv.Serve(context.Background())
+	}()
+	defer func() { srv.Close(); <-done }()
+	for _, wait := range []time.Duration{0, 50 * time.Millisecond} { // before and after the server's version line
+		c, err := net.Dial("tcp", srv.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(wait)
+		c.Close()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for strings.Count(logs.String(), "ssh handshake failed") < 2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	out := logs.String()
+	if n := strings.Count(out, "level=DEBUG msg=\"ssh handshake failed\""); n != 2 {
+		t.Errorf("%d of 2 connections closed before the handshake were logged at debug level; the log:\n%s", n, out)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a test at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
