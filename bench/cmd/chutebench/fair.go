@@ -79,22 +79,10 @@ func runFair(ctx context.Context, cfg config) error {
 		cl.add(restore)
 	}
 	p := linkParams{RTT: rtt, Rate: rate}
-	logf("fair: starting the emulator (%s)", p)
-	l, err := startLink(ctx, cfg.path("LINKEM_BIN"), fmt.Sprintf("bf%d", os.Getpid()%100000), out, p, "")
+	l, client, srv, err := startLinkedNode(ctx, cfg, "fair", "bf", out, p, &cl)
 	if err != nil {
 		return err
 	}
-	cl.add(l.stop)
-	client, err := newChuteClient(ctx, cfg.path("CHUTE_BIN"), filepath.Join(out, "home"))
-	if err != nil {
-		return err
-	}
-	srv, err := startChuteServer(ctx, client, serverOptions{place: l.far, data: filepath.Join(out, "node"),
-		listen: l.farAddr() + ":33001", bucket: "bench", log: filepath.Join(out, "server.log")})
-	if err != nil {
-		return err
-	}
-	cl.add(func() { srv.stop(10 * time.Second) })
 	// A file chute cannot finish before the end: sparse, so making it is
 	// free (the bytes are encrypted on the wire all the same).
 	src := filepath.Join(out, "big.bin")
@@ -365,4 +353,27 @@ func sampleText(v float64, ok bool) string {
 		return ""
 	}
 	return fmt.Sprintf("%.0f", v)
+}
+
+// startLinkedNode starts the link emulator with p, a chute client with
+// its own key, and a chute server (folder store, bucket "bench") in the
+// far namespace that trusts it; cl stops them. tag names the emulator.
+func startLinkedNode(ctx context.Context, cfg config, what, tag, out string, p linkParams, cl *cleanups) (*link, *chuteClient, *chuteServer, error) {
+	logf("%s: starting the emulator (%s)", what, p)
+	l, err := startLink(ctx, cfg.path("LINKEM_BIN"), fmt.Sprintf("%s%d", tag, os.Getpid()%100000), out, p, "")
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	cl.add(l.stop)
+	client, err := newChuteClient(ctx, cfg.path("CHUTE_BIN"), filepath.Join(out, "home"))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	srv, err := startChuteServer(ctx, client, serverOptions{place: l.far, data: filepath.Join(out, "node"),
+		listen: l.farAddr() + ":33001", bucket: "bench", log: filepath.Join(out, "server.log")})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	cl.add(func() { srv.stop(10 * time.Second) })
+	return l, client, srv, nil
 }

@@ -58,22 +58,10 @@ func runSetup(ctx context.Context, cfg config) error {
 	rep := &setupReport{Meta: meta, RTTms: float64(rtt.Milliseconds()), Rate: rate, Size: size, Runs: runs}
 
 	p := linkParams{RTT: rtt, Rate: rate}
-	logf("setup: starting the emulator (%s)", p)
-	l, err := startLink(ctx, cfg.path("LINKEM_BIN"), fmt.Sprintf("bs%d", os.Getpid()%100000), out, p, "")
+	l, client, srv, err := startLinkedNode(ctx, cfg, "setup", "bs", out, p, &cl)
 	if err != nil {
 		return err
 	}
-	cl.add(l.stop)
-	client, err := newChuteClient(ctx, cfg.path("CHUTE_BIN"), filepath.Join(out, "home"))
-	if err != nil {
-		return err
-	}
-	srv, err := startChuteServer(ctx, client, serverOptions{place: l.far, data: filepath.Join(out, "node"),
-		listen: l.farAddr() + ":33001", bucket: "bench", log: filepath.Join(out, "server.log")})
-	if err != nil {
-		return err
-	}
-	cl.add(func() { srv.stop(10 * time.Second) })
 	src := filepath.Join(out, "small.bin")
 	data := make([]byte, size)
 	rand.Read(data)
