@@ -37,11 +37,20 @@ const controlBackupDial = 250 * time.Millisecond
 // the first if it has not connected within backup; the first to connect
 // wins and the other is closed. An attempt that fails at once (refused,
 // no route) ends the dial with its error.
+//
+// The attempts run on other goroutines, so on other OS threads. A caller
+// whose thread has entered another network namespace than the process's
+// (as a test that runs client and server in two does) would have them
+// dial from the wrong one: it gets one attempt, on its own thread.
 func dialControl(ctx context.Context, addr string, backup time.Duration) (net.Conn, error) {
-	return dialWithBackup(ctx, backup, func(ctx context.Context) (net.Conn, error) {
+	dial := func(ctx context.Context) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "tcp", addr)
-	})
+	}
+	if !threadInProcessNetns() {
+		return dial(ctx)
+	}
+	return dialWithBackup(ctx, backup, dial)
 }
 
 func dialWithBackup(ctx context.Context, backup time.Duration, dial func(context.Context) (net.Conn, error)) (net.Conn, error) {

@@ -33,3 +33,29 @@ func tuneControl(c net.Conn) error {
 	})
 	return errors.Join(append(errs, cerr)...)
 }
+
+// threadInProcessNetns reports whether the calling thread is in the same
+// network namespace as the threads other goroutines run on (true when that
+// cannot be told): it asks one.
+func threadInProcessNetns() bool {
+	netns := func() (unix.Stat_t, error) {
+		var st unix.Stat_t
+		err := unix.Stat("/proc/thread-self/ns/net", &st)
+		return st, err
+	}
+	self, err := netns()
+	if err != nil {
+		return true
+	}
+	type answer struct {
+		st  unix.Stat_t
+		err error
+	}
+	ch := make(chan answer, 1)
+	go func() {
+		st, err := netns()
+		ch <- answer{st, err}
+	}()
+	other := <-ch
+	return other.err != nil || (self.Dev == other.st.Dev && self.Ino == other.st.Ino)
+}

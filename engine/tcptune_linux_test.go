@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"runtime"
 	"testing"
 	"time"
 
@@ -65,4 +66,37 @@ func controlTimers(c net.Conn) (delAckMax, rtoMin time.Duration, err error) {
 		return 0, 0, cerr
 	}
 	return time.Duration(d) * time.Microsecond, time.Duration(r) * time.Microsecond, errors.Join(e1, e2)
+}
+
+// A thread that entered another network namespace is told apart: the
+// backup attempt would dial from the process's namespace instead.
+func TestThreadInProcessNetns(t *testing.T) {
+	if !threadInProcessNetns() {
+		t.Fatal("an ordinary goroutine's thread is said to be in another network namespace")
+	}
+	type answer struct {
+		in  bool
+		err error
+	}
+	ch := make(chan answer, 1)
+	go func() {
+		// The thread is left in the new namespace: exiting while locked
+		// ends it, so no other goroutine runs there.
+		runtime.LockOSThread()
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			ch <- answer{err: err}
+			return
+		}
+		ch <- answer{in: threadInProcessNetns()}
+	}()
+	a := <-ch
+	if errors.Is(a.err, unix.EPERM) {
+		t.Skipf("SKIPPED: cannot make a network namespace here (needs root): %v", a.err)
+	}
+	if a.err != nil {
+		t.Fatal(a.err)
+	}
+	if a.in {
+		t.Error("a thread in a new network namespace is said to be in the process's")
+	}
 }

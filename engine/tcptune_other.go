@@ -5,3 +5,5 @@ package engine
 import "net"
 
 func tuneControl(c net.Conn) error { return nil }
+
+func threadInProcessNetns() bool { return true }
