@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -14,6 +13,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/chute/chute/internal/testenv"
 )
 
 // fakeDials plays connection attempts: each call takes the next behaviour.
@@ -125,7 +126,7 @@ func TestDialWithBackup(t *testing.T) {
 // A connection closed before the SSH handshake (a client's spare attempt
 // that lost the race, a port check) is logged at debug level, not info.
 func TestSpareConnectionLoggedQuietly(t *testing.T) {
-	var logs syncBuffer
+	var logs testenv.Buffer
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "authorized_keys"), []byte("# none\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -157,22 +158,4 @@ func TestSpareConnectionLoggedQuietly(t *testing.T) {
 	if n := strings.Count(out, "level=DEBUG msg=\"ssh handshake failed\""); n != 2 {
 		t.Errorf("%d of 2 connections closed before the handshake were logged at debug level; the log:\n%s", n, out)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a logger and a test at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -27,6 +27,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/chute/chute/internal/testenv"
 )
 
 // chuteBin is the chute binary the tests run; e2eDir holds it and the
@@ -72,24 +74,6 @@ func bigSize() int64 {
 	return 256<<20 + 3
 }
 
-// lineBuffer collects a process's output; safe for concurrent use.
-type lineBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lineBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lineBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // freePort finds a port number free for both TCP and UDP on 127.0.0.1.
 func freePort(t testing.TB) int {
 	t.Helper()
@@ -120,8 +104,8 @@ type node struct {
 	flags   []string // more server flags
 
 	cmd    *exec.Cmd
-	stdout *lineBuffer
-	stderr *lineBuffer
+	stdout *testenv.Buffer
+	stderr *testenv.Buffer
 	exited chan struct{}
 	err    error // from Wait, once exited is closed
 	logs   []string
@@ -178,7 +162,7 @@ func (n *node) start() error {
 		args = append(args, "--bucket", b)
 	}
 	args = append(args, n.flags...)
-	n.stdout, n.stderr = &lineBuffer{}, &lineBuffer{}
+	n.stdout, n.stderr = &testenv.Buffer{}, &testenv.Buffer{}
 	n.cmd = exec.Command(chuteBin, args...)
 	n.cmd.Env = append(os.Environ(), "TZ=UTC")
 	n.cmd.Stdout, n.cmd.Stderr = n.stdout, n.stderr
@@ -402,8 +386,8 @@ func (c *client) fails(wants []string, args ...string) result {
 type running struct {
 	t      testing.TB
 	cmd    *exec.Cmd
-	stdout *lineBuffer
-	stderr *lineBuffer
+	stdout *testenv.Buffer
+	stderr *testenv.Buffer
 	exited chan struct{}
 	err    error
 }
@@ -412,7 +396,7 @@ type running struct {
 func (c *client) start(args ...string) *running {
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
-	r := &running{t: c.t, stdout: &lineBuffer{}, stderr: &lineBuffer{}, exited: make(chan struct{})}
+	r := &running{t: c.t, stdout: &testenv.Buffer{}, stderr: &testenv.Buffer{}, exited: make(chan struct{})}
 	r.cmd = c.command(ctx, args...)
 	r.cmd.Stdout, r.cmd.Stderr = r.stdout, r.stderr
 	if err := r.cmd.Start(); err != nil {
