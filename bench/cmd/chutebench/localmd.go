@@ -209,7 +209,7 @@ func mountRatios(gs []*group) string {
 			continue
 		}
 		sort.Float64s(pct)
-		med := (pct[(len(pct)-1)/2] + pct[len(pct)/2]) / 2
+		med := quantile(pct, 0.5)
 		parts = append(parts, fmt.Sprintf("%s %.0f%% of chute cp's %s (median of %d pairs; each: %s)",
 			p.mop, med, p.cop, len(pct), strings.Join(each, ", ")))
 	}

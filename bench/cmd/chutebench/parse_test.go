@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/xml"
 	"io"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -209,5 +210,26 @@ func TestMountRatios(t *testing.T) {
 	}
 	if mountRatios(groupMeasurements(ms[:3])) != "" {
 		t.Error("mountRatios without references gave a line")
+	}
+}
+
+func TestQuantile(t *testing.T) {
+	for _, tc := range []struct {
+		s    []float64
+		q    float64
+		want float64
+	}{
+		{[]float64{5}, 0.5, 5},
+		{[]float64{5}, 0.9, 5},
+		{[]float64{1, 2, 3}, 0.5, 2},
+		{[]float64{1, 2, 3, 4}, 0.5, 2.5}, // even count: between the middle two
+		{[]float64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}, 0.9, 10},
+		{[]float64{0, 10}, 0.9, 9}, // interpolated between closest ranks
+		{[]float64{1, 2, 3}, 1, 3},
+		{[]float64{1, 2, 3}, 0, 1},
+	} {
+		if got := quantile(tc.s, tc.q); math.Abs(got-tc.want) > 1e-9 {
+			t.Errorf("quantile(%v, %v) = %v, want %v", tc.s, tc.q, got, tc.want)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -56,12 +57,17 @@ func (g *group) median(f func(measurement) float64) (med, lo, hi float64, n int)
 		return 0, 0, 0, 0
 	}
 	slices.Sort(v)
-	k := len(v) / 2
-	med = v[k]
-	if len(v)%2 == 0 {
-		med = (v[k-1] + v[k]) / 2
+	return quantile(v, 0.5), v[0], v[len(v)-1], len(v)
+}
+
+// quantile of sorted s, by linear interpolation between closest ranks.
+func quantile(s []float64, q float64) float64 {
+	pos := q * float64(len(s)-1)
+	i := int(math.Floor(pos))
+	if i+1 >= len(s) {
+		return s[len(s)-1]
 	}
-	return med, v[0], v[len(v)-1], len(v)
+	return s[i] + (pos-float64(i))*(s[i+1]-s[i])
 }
 
 // rateCell formats a group's goodput: "1234 Mbit/s (1100–1300)", or what

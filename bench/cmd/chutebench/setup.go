@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -133,16 +132,6 @@ func (c *setupCell) summarize() {
 	c.Min, c.Max, c.Mean = s[0], s[len(s)-1], sum/float64(len(s))
 	c.Median = quantile(s, 0.5)
 	c.P90 = quantile(s, 0.9)
-}
-
-// quantile of sorted s, by linear interpolation between closest ranks.
-func quantile(s []float64, q float64) float64 {
-	pos := q * float64(len(s)-1)
-	i := int(math.Floor(pos))
-	if i+1 >= len(s) {
-		return s[len(s)-1]
-	}
-	return s[i] + (pos-float64(i))*(s[i+1]-s[i])
 }
 
 func setupMarkdown(rep *setupReport) string {
