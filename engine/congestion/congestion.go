@@ -7,7 +7,11 @@
 // target delay the rate grows (multiplicatively while the queue is nearly
 // empty, so a long fat path fills in a few round trips; additively near the
 // target, which makes competing flows converge to fair shares); above it the
-// rate shrinks in proportion to the excess. A queue that stands above the
+// rate shrinks in proportion to the excess, below what the path delivered
+// while it was full. The search that opens a transfer overshoots the path
+// by the round trip its signal lags; once the queue it built has drained,
+// the rate goes back to what the path delivered while full rather than
+// climbing from the cut. A queue that stands above the
 // target for a second or more although the rate came down is someone
 // else's, typically a loss-based TCP flow that fills the buffer whatever
 // others do: fair and high then aim above that standing queue rather than
@@ -134,6 +138,14 @@ type Controller struct {
 	delivHist     []timed // (time, delivTotal) over the last round trip
 	deliveryMax   window.Max[float64]
 	queuedSince   time.Time // since when the search has seen a queue; zero if it has not
+	// Since when every report has shown a queue of at least a quarter of
+	// the target (zero if the last did not): the path has been full, and
+	// what it delivered since is its rate.
+	fullSince time.Time
+	// From the end of the search until its overshoot has drained: the
+	// most the path delivered while full, meanwhile.
+	draining bool
+	fullRate float64
 
 	// The queue's maximum since the search, to notice an empty path.
 	queueMax      window.Max[time.Duration]
@@ -252,6 +264,12 @@ func (c *Controller) OnFeedback(now time.Time, f Feedback) {
 		q0 += c.standingQueue(now, dt, f.Queue, f.RTT, q0)
 	}
 	q := float64(f.Queue) / float64(q0)
+	switch {
+	case f.Queue < q0/4:
+		c.fullSince = time.Time{}
+	case c.fullSince.IsZero():
+		c.fullSince = now
+	}
 	if !c.found && c.capacity == 0 && f.Capacity > 0 && c.lim.Policy != Low {
 		// Once: the first estimate comes from the sender's first flight,
 		// which meets an empty path; later bursts meet a queue of our own,
@@ -267,7 +285,7 @@ func (c *Controller) OnFeedback(now time.Time, f Feedback) {
 			c.queuedSince = now
 		}
 		if (!c.queuedSince.IsZero() && now.Sub(c.queuedSince) >= max(searchQueue, rtt/4)) || c.lossFrac > lossyFrac {
-			c.found = true
+			c.found, c.draining, c.fullRate = true, true, 0
 			c.queueMax = window.Max[time.Duration]{}
 			c.queueMaxSince = now
 		}
@@ -293,6 +311,16 @@ func (c *Controller) OnFeedback(now time.Time, f Feedback) {
 	// Heavy loss without a queue is a path that drops what exceeds it,
 	// not room.
 	short := c.capacity > 0 && c.rate < c.capacity*capacityShort && q < 0.25 && c.lossFrac <= lossyFrac
+	if c.draining && q < 0.5 {
+		// The search's overshoot has drained: go back to what the path
+		// carried while full (sent, that is, less what random loss took),
+		// not on from the cut that drained it, which sat below the path
+		// by as much as the queue was deep.
+		c.draining = false
+		if c.fullRate > 0 {
+			c.rate = math.Max(c.rate, c.fullRate/(1-c.lossAllowance()))
+		}
+	}
 	if q < 1 {
 		g := growth
 		// Searching (below the capacity measured, if one was: like TCP's
@@ -325,12 +353,17 @@ func (c *Controller) OnFeedback(now time.Time, f Feedback) {
 		// strikes (before the bottleneck or after it): to have the path
 		// carry the set point, send that much more. Heavy loss is a path
 		// that drops what exceeds it, not random loss: no allowance.
-		if dmax > 0 {
-			p := c.lossFrac
-			if p > lossyFrac {
-				p = 0
+		ref := dmax
+		if ref > 0 {
+			full := c.fullDelivery(now, rtt)
+			if c.draining {
+				c.fullRate = max(c.fullRate, full)
 			}
-			c.rate = math.Min(c.rate, dmax*(1-excess)/(1-p))
+			ref = max(ref, full)
+		}
+		if ref > 0 {
+			p := c.lossAllowance()
+			c.rate = math.Min(c.rate, ref*(1-excess)/(1-p))
 		} else {
 			c.rate *= 1 - excess*k
 		}
@@ -351,6 +384,44 @@ func (c *Controller) OnFeedback(now time.Time, f Feedback) {
 		}
 	}
 	c.rate = c.clamp(c.rate)
+}
+
+// lossAllowance is the share of the rate random loss takes: the loss rate
+// up to lossyFrac, none beyond (heavy loss is a path dropping what exceeds
+// it, not random loss).
+func (c *Controller) lossAllowance() float64 {
+	if c.lossFrac > lossyFrac {
+		return 0
+	}
+	return c.lossFrac
+}
+
+// fullDelivery is the delivery rate since the path has been full (over two
+// round trips at most), or 0 if it has not been full for a quarter of a
+// round trip (searchQueue at least). It is the path's rate while the
+// windowed delivery rate still trails a rate that grew: at the end of the
+// search, it read what was sent one to three round trips earlier.
+func (c *Controller) fullDelivery(now time.Time, rtt time.Duration) float64 {
+	if c.fullSince.IsZero() || len(c.delivHist) == 0 {
+		return 0
+	}
+	from := c.fullSince
+	if from.Before(now.Add(-2 * rtt)) {
+		from = now.Add(-2 * rtt)
+	}
+	if now.Sub(from) < max(searchQueue, rtt/4) {
+		return 0
+	}
+	// The newest sample at or before from.
+	i := len(c.delivHist) - 1
+	for i > 0 && c.delivHist[i].at.After(from) {
+		i--
+	}
+	base := c.delivHist[i]
+	if d := now.Sub(base.at); d >= max(searchQueue, rtt/4) {
+		return (c.delivTotal - base.v) / d.Seconds()
+	}
+	return 0
 }
 
 // standingQueue tracks the queueing delay's minimum over the compete

@@ -1,7 +1,9 @@
 package congestion
 
 import (
+	"fmt"
 	"math"
+	"slices"
 	"testing"
 	"time"
 )
@@ -655,6 +657,57 @@ func TestCutAllowsForRandomLoss(t *testing.T) {
 		}
 		if got := c.Rate(); math.Abs(got-want)/want > 0.002 {
 			t.Errorf("loss %g: a %v queue cut the rate to %.2f Mbit/s, want %.2f (%s)", tc.loss, queue, got/mbit, want/mbit, why)
+		}
+	}
+}
+
+// The search overshoots the path (its signal comes a round trip late). The
+// cut that drains the queue it built must aim at what the path carries,
+// not at the delivery rate of the windows behind it, which trails a rate
+// that grew 1.5× a round trip; and once the queue has drained, the rate
+// must go back to the path's rather than climb from the cut. In the fluid
+// model, for a first transfer and one that starts from a memory: the
+// lowest rate after the search, how soon the rate is back once the queue
+// is empty, and the share of the link used in the 15 round trips after
+// the search.
+func TestFluidSearchEndKeepsThePathFull(t *testing.T) {
+	for _, rtt := range []time.Duration{50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond} {
+		for _, start := range []float64{0, 90 * mbit} {
+			name := fmt.Sprintf("rtt %v, start %.0f Mbit/s", rtt, start/mbit)
+			link := fluidLink{capacity: 196 * mbit, buffer: 196 * mbit * rtt.Seconds(), rtt: rtt}
+			c := New(Limits{Target: 1000 * mbit, Start: start}, t0)
+			var rates, queues []float64
+			end := -1
+			link.trace = func(ms int, rs []float64, q float64) {
+				rates, queues = append(rates, rs[0]), append(queues, q)
+				if end < 0 && c.State().Found {
+					end = ms
+				}
+			}
+			span := int(15 * rtt / time.Millisecond)
+			link.run([]*Controller{c}, 5*time.Second)
+			if end < 0 || end+span > len(rates) {
+				t.Fatalf("%s: the search ended at %d ms of %d: the test needs it over with 15 round trips to go", name, end, len(rates))
+			}
+			after := rates[end : end+span]
+			if low := slices.Min(after); low < 0.73*link.capacity {
+				t.Errorf("%s: after the search the rate fell to %.0f%% of the link, want ≥ 73%%", name, 100*low/link.capacity)
+			}
+			empty := slices.Index(queues[end:end+span], 0)
+			if empty < 0 {
+				t.Fatalf("%s: the queue the search built never drained", name)
+			}
+			back := slices.IndexFunc(after[empty:], func(r float64) bool { return r >= 0.95*link.capacity })
+			if lag := time.Duration(back) * time.Millisecond; back < 0 || lag > 3*rtt/2 {
+				t.Errorf("%s: once the queue was empty the rate took %v to reach 95%% of the link (-1ms: not within 15 round trips), want within 1.5 round trips", name, lag)
+			}
+			carried := 0.0
+			for _, r := range after {
+				carried += min(r, link.capacity)
+			}
+			if share := carried / (link.capacity * float64(span)); share < 0.88 {
+				t.Errorf("%s: the 15 round trips after the search used %.1f%% of the link, want ≥ 88%%", name, share*100)
+			}
 		}
 	}
 }
