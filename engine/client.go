@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -217,61 +216,41 @@ func (c *Client) dial(ctx context.Context) (*clientConn, error) {
 		cc.close(err)
 		return nil, err
 	}
-	sess, err := client.NewSession()
-	if err != nil {
-		return fail(fmt.Errorf("%w: opening control channel: %v", ErrUnreachable, err))
-	}
-	w, err := sess.StdinPipe()
-	if err != nil {
-		return fail(err)
-	}
-	r, err := sess.StdoutPipe()
-	if err != nil {
-		return fail(err)
-	}
-	// Ask for the subsystem without waiting for the answer: the hello goes
-	// out right behind the request (the server reads it once the subsystem
-	// runs), which saves a round trip. A refusal still fails the hello.
-	subsystem := make(chan error, 1)
-	go func() {
-		err := sess.RequestSubsystem(SubsystemName)
-		if err != nil && !errors.Is(err, io.EOF) { // refused, not a lost connection
-			err = fmt.Errorf("%w: the server at %s does not speak chute: %v", ErrProtocol, c.addr, err)
-			subsystem <- err
-			cc.close(err)
-			return
-		}
-		subsystem <- nil
-	}()
-	refused := func() error {
-		select {
-		case err := <-subsystem:
-			return err
-		case <-ctx.Done():
-			return nil
-		}
-	}
-	cc.fr = &framer{r: r, w: w}
-	go cc.readLoop()
 	go func() {
 		err := client.Wait()
 		cc.close(fmt.Errorf("%w: connection to %s lost: %v", ErrUnreachable, c.addr, err))
 	}()
 
-	// Agree on the data session.
-	var hr helloResp
+	// Open the control channel with the hello in the open message (see
+	// ChannelType): the answer follows the channel's confirmation, in the
+	// same round trip.
 	rate := c.cfg.Rate
 	start := pathStartRate(c.cfg.PathMemory, c.addr, rate.Target, time.Now())
 	if start > 0 {
 		c.log.Debug("starting above the default rate", "start_bps", start, "target_bps", rate.Target)
 	}
-	if err := cc.call(ctx, "hello", helloReq{
+	id, answer, hello, err := cc.request("hello", helloReq{
 		Version: ProtocolVersion, Cipher: string(c.cfg.Cipher), PacketSize: c.cfg.PacketSize,
 		Target: rate.Target, Min: rate.Min, Policy: string(rate.Policy), Start: start,
-	}, &hr); err != nil {
-		if rerr := refused(); rerr != nil {
-			err = rerr
+	})
+	if err != nil {
+		return fail(err)
+	}
+	ch, creqs, err := client.OpenChannel(ChannelType, hello)
+	if err != nil {
+		var oce *ssh.OpenChannelError
+		if errors.As(err, &oce) {
+			return fail(fmt.Errorf("%w: the server at %s does not speak chute: %v", ErrProtocol, c.addr, err))
 		}
+		return fail(fmt.Errorf("%w: opening control channel: %v", ErrUnreachable, err))
+	}
+	go ssh.DiscardRequests(creqs)
+	cc.fr = &framer{r: ch, w: ch}
+	go cc.readLoop()
+
+	// Agree on the data session.
+	var hr helloResp
+	if err := cc.await(ctx, "hello", id, answer, &hr); err != nil {
 		return fail(err)
 	}
 	cc.early = hr.EarlyData && !testNoEarlyData
@@ -434,20 +413,42 @@ func (cc *clientConn) readLoop() {
 // call sends a request and waits for its answer, decoded into resp (which
 // may be nil).
 func (cc *clientConn) call(ctx context.Context, op string, req, resp any) error {
-	body, err := json.Marshal(req)
+	id, ch, b, err := cc.request(op, req)
 	if err != nil {
 		return err
 	}
-	ch := make(chan frame, 1)
-	cc.mu.Lock()
-	cc.nextID++
-	id := cc.nextID
-	cc.pending[id] = ch
-	cc.mu.Unlock()
-	if err := cc.fr.write(frame{ID: id, Op: op, Body: body}); err != nil {
+	if err := cc.fr.writeEncoded(b); err != nil {
 		cc.close(fmt.Errorf("%w: control channel: %v", ErrUnreachable, err))
 		return cc.deadErr
 	}
+	return cc.await(ctx, op, id, ch, resp)
+}
+
+// request makes a request's frame, with a new id whose answer is awaited
+// on ch.
+func (cc *clientConn) request(op string, req any) (id uint64, ch chan frame, b []byte, err error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	ch = make(chan frame, 1)
+	cc.mu.Lock()
+	cc.nextID++
+	id = cc.nextID
+	cc.pending[id] = ch
+	cc.mu.Unlock()
+	b, err = encodeFrame(frame{ID: id, Op: op, Body: body})
+	if err != nil {
+		cc.mu.Lock()
+		delete(cc.pending, id)
+		cc.mu.Unlock()
+		return 0, nil, nil, err
+	}
+	return id, ch, b, nil
+}
+
+// await waits for the answer to request id on ch, decoded into resp.
+func (cc *clientConn) await(ctx context.Context, op string, id uint64, ch chan frame, resp any) error {
 	select {
 	case fr, ok := <-ch:
 		if !ok {

@@ -12,15 +12,25 @@ import (
 	"github.com/chute/chute/cos"
 )
 
-// The control channel is an SSH "chute" subsystem carrying frames: a 4-byte
-// big-endian length, then a JSON object. Requests carry an id and an op;
-// the answer carries the same id and either a body or an error. Frames
-// without an id are events. Many requests may be outstanding at once.
+// The control channel is an SSH channel of its own type (ChannelType)
+// carrying frames: a 4-byte big-endian length, then a JSON object. Requests
+// carry an id and an op; the answer carries the same id and either a body
+// or an error. Frames without an id are events. Many requests may be
+// outstanding at once. The client's first request, hello, rides in the
+// channel-open message itself, so the channel and the data session are
+// agreed in one round trip. (Servers also take the control channel as a
+// "chute" subsystem of a session channel, as earlier clients asked for
+// it: two round trips.)
 
 // ProtocolVersion is the control protocol's version, checked in hello.
 const ProtocolVersion = 2
 
-// SubsystemName is the SSH subsystem that carries the control channel.
+// ChannelType is the SSH channel type of the control channel; the open
+// message's extra data is the hello request's frame.
+const ChannelType = "control@chute"
+
+// SubsystemName is the SSH subsystem that carried the control channel
+// before ChannelType; servers still accept it.
 const SubsystemName = "chute"
 
 // maxFrame bounds one control frame.
@@ -120,20 +130,34 @@ func (f *framer) read() (frame, error) {
 	return fr, nil
 }
 
-func (f *framer) write(fr frame) error {
+// encodeFrame returns fr as it goes on the wire: length, then JSON.
+func encodeFrame(fr frame) ([]byte, error) {
 	b, err := json.Marshal(fr)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if len(b) > maxFrame {
-		return fmt.Errorf("%w: control frame of %d bytes", ErrProtocol, len(b))
+		return nil, fmt.Errorf("%w: control frame of %d bytes", ErrProtocol, len(b))
 	}
 	out := make([]byte, 4+len(b))
 	binary.BigEndian.PutUint32(out, uint32(len(b)))
 	copy(out[4:], b)
+	return out, nil
+}
+
+func (f *framer) write(fr frame) error {
+	b, err := encodeFrame(fr)
+	if err != nil {
+		return err
+	}
+	return f.writeEncoded(b)
+}
+
+// writeEncoded writes a frame encodeFrame made.
+func (f *framer) writeEncoded(b []byte) error {
 	f.wmu.Lock()
 	defer f.wmu.Unlock()
-	_, err = f.w.Write(out)
+	_, err := f.w.Write(b)
 	return err
 }
 

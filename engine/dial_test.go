@@ -1,9 +1,12 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"net"
 	"path/filepath"
@@ -14,11 +17,10 @@ import (
 	"golang.org/x/crypto/ssh"
 )
 
-// TestDialRefusedSubsystem checks that an SSH server without the chute
-// subsystem fails the dial at once with a protocol error that says so,
-// although the client no longer waits for the subsystem's answer before
-// its first request.
-func TestDialRefusedSubsystem(t *testing.T) {
+// plainSSHServer runs an SSH server on loopback that takes any client key
+// and hands each channel opened to handle. It returns its address.
+func plainSSHServer(t *testing.T, handle func(ssh.NewChannel)) string {
+	t.Helper()
 	_, hostKey, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -33,7 +35,7 @@ func TestDialRefusedSubsystem(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
+	t.Cleanup(func() { l.Close() })
 	go func() {
 		for {
 			nc, err := l.Accept()
@@ -47,23 +49,17 @@ func TestDialRefusedSubsystem(t *testing.T) {
 				}
 				go ssh.DiscardRequests(reqs)
 				for nch := range chans {
-					ch, creqs, err := nch.Accept()
-					if err != nil {
-						continue
-					}
-					// A plain SSH server: no such subsystem, and the
-					// channel stays open (as ours does on a refusal).
-					go func() {
-						for req := range creqs {
-							req.Reply(false, nil)
-						}
-						ch.Close()
-					}()
+					handle(nch)
 				}
 			}()
 		}
 	}()
+	return l.Addr().String()
+}
 
+// dialPlain dials addr with a fresh client key.
+func dialPlain(t *testing.T, addr string) error {
+	t.Helper()
 	dir := t.TempDir()
 	keyPath := filepath.Join(dir, "id_ed25519")
 	if _, err := GenerateKey(keyPath, "test"); err != nil {
@@ -75,11 +71,37 @@ func TestDialRefusedSubsystem(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	start := time.Now()
-	c, err := Dial(ctx, l.Addr().String(), ClientConfig{Signer: signer, KnownHosts: filepath.Join(dir, "known_hosts"), Logger: quietLog()})
+	c, err := Dial(ctx, addr, ClientConfig{Signer: signer, KnownHosts: filepath.Join(dir, "known_hosts"), Logger: quietLog()})
 	if err == nil {
 		c.Close()
-		t.Fatal("dial succeeded against a server without the chute subsystem")
+	}
+	return err
+}
+
+// TestDialServerWithoutChute checks that a plain SSH server, which refuses
+// channel types it does not know (as OpenSSH does), fails the dial at
+// once with a protocol error that says so.
+func TestDialServerWithoutChute(t *testing.T) {
+	addr := plainSSHServer(t, func(nch ssh.NewChannel) {
+		if nch.ChannelType() != "session" {
+			nch.Reject(ssh.UnknownChannelType, "unknown channel type")
+			return
+		}
+		ch, creqs, err := nch.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			for req := range creqs {
+				req.Reply(false, nil)
+			}
+			ch.Close()
+		}()
+	})
+	start := time.Now()
+	err := dialPlain(t, addr)
+	if err == nil {
+		t.Fatal("dial succeeded against a server that does not speak chute")
 	}
 	if !errors.Is(err, ErrProtocol) || !strings.Contains(err.Error(), "does not speak chute") {
 		t.Fatalf("dial error %q; want ErrProtocol saying the server does not speak chute", err)
@@ -87,5 +109,96 @@ func TestDialRefusedSubsystem(t *testing.T) {
 	// Not a timing measurement: a refusal must not wait out the dial timeout.
 	if d := time.Since(start); d > 10*time.Second {
 		t.Fatalf("the refusal took %v to surface", d)
+	}
+}
+
+// TestHelloRidesInTheChannelOpen checks that the client's first request
+// travels in the control channel's open message, so that the channel and
+// the data session cost one round trip, not two (open, then hello): the
+// first channel the client opens is a control channel whose extra data is
+// exactly one hello frame of this protocol version.
+func TestHelloRidesInTheChannelOpen(t *testing.T) {
+	type opened struct {
+		kind  string
+		extra []byte
+	}
+	got := make(chan opened, 4)
+	addr := plainSSHServer(t, func(nch ssh.NewChannel) {
+		got <- opened{nch.ChannelType(), nch.ExtraData()}
+		nch.Reject(ssh.Prohibited, "seen")
+	})
+	if err := dialPlain(t, addr); err == nil {
+		t.Fatal("dial succeeded although the channel was refused")
+	}
+	first := <-got
+	if first.kind != ChannelType {
+		t.Fatalf("the client first opened a %q channel, want %q", first.kind, ChannelType)
+	}
+	if len(first.extra) < 4 || int(binary.BigEndian.Uint32(first.extra))+4 != len(first.extra) {
+		t.Fatalf("the open message's extra data (%d bytes) is not one frame", len(first.extra))
+	}
+	fr, err := (&framer{r: bytes.NewReader(first.extra)}).read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hello helloReq
+	if err := json.Unmarshal(fr.Body, &hello); err != nil {
+		t.Fatal(err)
+	}
+	if fr.Op != "hello" || fr.ID == 0 || hello.Version != ProtocolVersion {
+		t.Fatalf("the open message carried op %q id %d version %d, want a hello request of version %d", fr.Op, fr.ID, hello.Version, ProtocolVersion)
+	}
+	select {
+	case o := <-got:
+		t.Fatalf("the client opened another channel (%q) after the refusal", o.kind)
+	default:
+	}
+}
+
+// TestServerTakesTheSubsystem checks that a node still answers a client
+// that asks for the control channel the earlier way: a session channel,
+// then the "chute" subsystem, then hello on it.
+func TestServerTakesTheSubsystem(t *testing.T) {
+	n := startNode(t, nil, "")
+	signer, err := LoadKey(n.keyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := ssh.Dial("tcp", n.srv.Addr().String(), &ssh.ClientConfig{
+		User: "test", Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)},
+		HostKeyCallback: ssh.InsecureIgnoreHostKey(), // the node was started above, on loopback
+		Timeout:         20 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	sess, err := sc.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := sess.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := sess.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sess.RequestSubsystem(SubsystemName); err != nil {
+		t.Fatalf("the node refused the %q subsystem: %v", SubsystemName, err)
+	}
+	body, _ := json.Marshal(helloReq{Version: ProtocolVersion})
+	fr := &framer{r: r, w: w}
+	if err := fr.write(frame{ID: 7, Op: "hello", Body: body}); err != nil {
+		t.Fatal(err)
+	}
+	ans, err := fr.read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hr helloResp
+	if ans.ID != 7 || ans.Err != nil || json.Unmarshal(ans.Body, &hr) != nil || hr.Session == 0 || hr.UDPPort == 0 {
+		t.Fatalf("answer to hello: id %d err %v body %s; want id 7 with a session and a UDP port", ans.ID, ans.Err, ans.Body)
 	}
 }

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -337,23 +338,33 @@ func (s *Server) handleConn(ctx context.Context, nc net.Conn) {
 		c.log.Info("client disconnected")
 	}()
 	for nch := range chans {
-		if nch.ChannelType() != "session" {
-			nch.Reject(ssh.UnknownChannelType, "only session channels")
-			continue
-		}
-		ch, creqs, err := nch.Accept()
-		if err != nil {
-			continue
-		}
-		go func() {
-			for req := range creqs {
-				ok := req.Type == "subsystem" && len(req.Payload) >= 4 && string(req.Payload[4:]) == SubsystemName
-				req.Reply(ok, nil)
-				if ok {
-					go c.serve(ctx, ch)
-				}
+		switch nch.ChannelType() {
+		case ChannelType:
+			// The open message carries the first request (hello): it is
+			// read before anything the channel brings.
+			ch, creqs, err := nch.Accept()
+			if err != nil {
+				continue
 			}
-		}()
+			go ssh.DiscardRequests(creqs)
+			go c.serve(ctx, ch, nch.ExtraData())
+		case "session":
+			ch, creqs, err := nch.Accept()
+			if err != nil {
+				continue
+			}
+			go func() {
+				for req := range creqs {
+					ok := req.Type == "subsystem" && len(req.Payload) >= 4 && string(req.Payload[4:]) == SubsystemName
+					req.Reply(ok, nil)
+					if ok {
+						go c.serve(ctx, ch, nil)
+					}
+				}
+			}()
+		default:
+			nch.Reject(ssh.UnknownChannelType, "only the chute control channel ("+ChannelType+")")
+		}
 	}
 }
 
@@ -381,10 +392,11 @@ func (c *serverConn) shutdown() {
 	}
 }
 
-// serve answers control requests on one channel.
-func (c *serverConn) serve(ctx context.Context, ch ssh.Channel) {
+// serve answers control requests on one channel; first holds frames that
+// came before the channel's own bytes (the channel-open message's).
+func (c *serverConn) serve(ctx context.Context, ch ssh.Channel, first []byte) {
 	defer ch.Close()
-	c.fr = &framer{r: ch, w: ch}
+	c.fr = &framer{r: io.MultiReader(bytes.NewReader(first), ch), w: ch}
 	for {
 		fr, err := c.fr.read()
 		if err != nil {
