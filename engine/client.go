@@ -75,11 +75,29 @@ type Client struct {
 	stream    atomic.Uint32
 	xmu       sync.Mutex
 	transfers map[string]*transfer
+
+	up     chan struct{} // closed once a connection was first made
+	upOnce sync.Once
 }
 
 // Dial connects to a server at addr (host or host:port; the port defaults
 // to 33001), authenticates, and opens the data session.
 func Dial(ctx context.Context, addr string, cfg ClientConfig) (*Client, error) {
+	c, err := NewClient(addr, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := c.conn(ctx); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// NewClient is Dial without connecting: the first request connects, and
+// if it needs no data session (a stat, a list, a small put) it rides in
+// the control channel's open message, one round trip sooner. Errors that
+// Dial would return come from that request instead.
+func NewClient(addr string, cfg ClientConfig) (*Client, error) {
 	if cfg.Signer == nil {
 		return nil, errors.New("dial: no client key")
 	}
@@ -106,11 +124,7 @@ func Dial(ctx context.Context, addr string, cfg ClientConfig) (*Client, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	c := &Client{addr: addr, cfg: cfg, log: log.With("server", addr), transfers: map[string]*transfer{}}
-	if _, err := c.conn(ctx); err != nil {
-		return nil, err
-	}
-	return c, nil
+	return &Client{addr: addr, cfg: cfg, log: log.With("server", addr), transfers: map[string]*transfer{}, up: make(chan struct{})}, nil
 }
 
 // Addr is the server's control address.
@@ -153,6 +167,30 @@ type clientConn struct {
 
 // conn returns the live connection, dialling when there is none.
 func (c *Client) conn(ctx context.Context) (*clientConn, error) {
+	return c.connWith(ctx, nil)
+}
+
+// firstRequest is a request that may ride in the control channel's open
+// message, behind the hello, when it is what opens the connection: one
+// round trip less for a command whose first request is a stat, a list or
+// a small put.
+type firstRequest struct {
+	op   string
+	req  any
+	id   uint64
+	ch   chan frame
+	rode bool // it went with the open message: await the answer on ch
+}
+
+// maxRide is the largest frame that rides in the open message (SSH
+// implementations bound a packet at 32 KiB or more).
+const maxRide = 16 << 10
+
+// connWith returns the live connection, dialing if there is none; then
+// first, if given, may ride in the open message (first.rode says whether
+// it did). Only requests that need no data session may: the node handles
+// them beside the hello, not after it.
+func (c *Client) connWith(ctx context.Context, first *firstRequest) (*clientConn, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
@@ -166,15 +204,16 @@ func (c *Client) conn(ctx context.Context) (*clientConn, error) {
 			return c.cc, nil
 		}
 	}
-	cc, err := c.dial(ctx)
+	cc, err := c.dial(ctx, first)
 	if err != nil {
 		return nil, err
 	}
 	c.cc = cc
+	c.upOnce.Do(func() { close(c.up) })
 	return cc, nil
 }
 
-func (c *Client) dial(ctx context.Context) (*clientConn, error) {
+func (c *Client) dial(ctx context.Context, first *firstRequest) (*clientConn, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
 	defer cancel()
 	nc, err := dialControl(ctx, c.addr, controlBackupDial)
@@ -235,6 +274,15 @@ func (c *Client) dial(ctx context.Context) (*clientConn, error) {
 	})
 	if err != nil {
 		return fail(err)
+	}
+	if first != nil {
+		fid, fch, b, err := cc.request(first.op, first.req)
+		if err == nil && len(b) <= maxRide {
+			hello = append(hello, b...)
+			first.id, first.ch, first.rode = fid, fch, true
+		} else if err == nil {
+			cc.forget(fid)
+		}
 	}
 	ch, creqs, err := client.OpenChannel(ChannelType, hello)
 	if err != nil {
@@ -329,6 +377,13 @@ func (cc *clientConn) confirmData(peer netip.AddrPort, timeout time.Duration) {
 // A long-lived user (a mount) calls it to fail at start rather than at its
 // first transfer.
 func (c *Client) DataReady(ctx context.Context) error {
+	// A client made by NewClient connects with its first request; this
+	// waits for that rather than connecting ahead of it.
+	select {
+	case <-c.up:
+	case <-ctx.Done():
+		return fmt.Errorf("%w: %v", ErrCancelled, ctx.Err())
+	}
 	cc, err := c.conn(ctx)
 	if err != nil {
 		return err
@@ -439,12 +494,17 @@ func (cc *clientConn) request(op string, req any) (id uint64, ch chan frame, b [
 	cc.mu.Unlock()
 	b, err = encodeFrame(frame{ID: id, Op: op, Body: body})
 	if err != nil {
-		cc.mu.Lock()
-		delete(cc.pending, id)
-		cc.mu.Unlock()
+		cc.forget(id)
 		return 0, nil, nil, err
 	}
 	return id, ch, b, nil
+}
+
+// forget drops a request whose answer is no longer awaited.
+func (cc *clientConn) forget(id uint64) {
+	cc.mu.Lock()
+	delete(cc.pending, id)
+	cc.mu.Unlock()
 }
 
 // await waits for the answer to request id on ch, decoded into resp.
@@ -486,9 +546,15 @@ func (cc *clientConn) onEvents(stream uint32, h func(op string, body json.RawMes
 
 // call runs one request on the live connection, dialling if needed.
 func (c *Client) call(ctx context.Context, op string, req, resp any) error {
-	cc, err := c.conn(ctx)
+	// Requests that come this way need no data session (transfers ask
+	// through conn), so the first may ride with the hello.
+	first := &firstRequest{op: op, req: req}
+	cc, err := c.connWith(ctx, first)
 	if err != nil {
 		return err
+	}
+	if first.rode {
+		return cc.await(ctx, op, first.id, first.ch, resp)
 	}
 	return cc.call(ctx, op, req, resp)
 }

@@ -18,7 +18,9 @@ import (
 // or an error. Frames without an id are events. Many requests may be
 // outstanding at once. The client's first request, hello, rides in the
 // channel-open message itself, so the channel and the data session are
-// agreed in one round trip. (Servers also take the control channel as a
+// agreed in one round trip; so does the request that made the client
+// connect, behind the hello, when it needs no data session and is small
+// (a stat, a list, a small put). (Servers also take the control channel as a
 // "chute" subsystem of a session channel, as earlier clients asked for
 // it: two round trips.)
 

@@ -10,10 +10,12 @@ import (
 	"errors"
 	"net"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/chute/chute/cos"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -57,8 +59,8 @@ func plainSSHServer(t *testing.T, handle func(ssh.NewChannel)) string {
 	return l.Addr().String()
 }
 
-// dialPlain dials addr with a fresh client key.
-func dialPlain(t *testing.T, addr string) error {
+// plainClient is a client of addr with a fresh key; it has not dialed.
+func plainClient(t *testing.T, addr string) *Client {
 	t.Helper()
 	dir := t.TempDir()
 	keyPath := filepath.Join(dir, "id_ed25519")
@@ -69,12 +71,21 @@ func dialPlain(t *testing.T, addr string) error {
 	if err != nil {
 		t.Fatal(err)
 	}
+	c, err := NewClient(addr, ClientConfig{Signer: signer, KnownHosts: filepath.Join(dir, "known_hosts"), Logger: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// dialPlain dials addr with a fresh client key.
+func dialPlain(t *testing.T, addr string) error {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	c, err := Dial(ctx, addr, ClientConfig{Signer: signer, KnownHosts: filepath.Join(dir, "known_hosts"), Logger: quietLog()})
-	if err == nil {
-		c.Close()
-	}
+	c := plainClient(t, addr)
+	_, err := c.conn(ctx)
 	return err
 }
 
@@ -200,5 +211,51 @@ func TestServerTakesTheSubsystem(t *testing.T) {
 	var hr helloResp
 	if ans.ID != 7 || ans.Err != nil || json.Unmarshal(ans.Body, &hr) != nil || hr.Session == 0 || hr.UDPPort == 0 {
 		t.Fatalf("answer to hello: id %d err %v body %s; want id 7 with a session and a UDP port", ans.ID, ans.Err, ans.Body)
+	}
+}
+
+// TestFirstRequestRidesWithTheHello checks that the request that makes a
+// client connect goes in the control channel's open message behind the
+// hello when it is small (its answer then comes in the same round trip),
+// and that a large one waits for the channel.
+func TestFirstRequestRidesWithTheHello(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		call   func(*Client) error
+		frames []string
+	}{
+		{"stat", func(c *Client) error { _, err := c.Stat(context.Background(), "photos", "a/b.jpg"); return err }, []string{"hello", "stat"}},
+		{"list", func(c *Client) error {
+			_, err := c.List(context.Background(), "photos", cos.ListOptions{Prefix: "a/"})
+			return err
+		}, []string{"hello", "list"}},
+		{"large put", func(c *Client) error {
+			_, err := c.Put(context.Background(), "photos", "big", make([]byte, 2*maxRide), cos.Meta{})
+			return err
+		}, []string{"hello"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			extra := make(chan []byte, 4)
+			addr := plainSSHServer(t, func(nch ssh.NewChannel) {
+				extra <- nch.ExtraData()
+				nch.Reject(ssh.Prohibited, "seen")
+			})
+			c := plainClient(t, addr)
+			if err := tc.call(c); err == nil {
+				t.Fatal("the call succeeded although the channel was refused")
+			}
+			var ops []string
+			r := &framer{r: bytes.NewReader(<-extra)}
+			for {
+				fr, err := r.read()
+				if err != nil {
+					break
+				}
+				ops = append(ops, fr.Op)
+			}
+			if !slices.Equal(ops, tc.frames) {
+				t.Fatalf("the open message carried %q, want %q", ops, tc.frames)
+			}
+		})
 	}
 }

@@ -112,7 +112,15 @@ func runCp(ctx context.Context, env *Env, o *cpOptions, args []string) error {
 	if err != nil {
 		return usageError("%v", err)
 	}
-	c, err := o.client.dial(ctx, env, loc)
+	// A download's first request is the stat (or list) that plans it: it
+	// connects. An upload connects first, so that a server it cannot
+	// reach fails the command before any file is tried.
+	var c *engine.Client
+	if up {
+		c, err = o.client.dial(ctx, env, loc)
+	} else {
+		c, err = o.client.client(env, loc)
+	}
 	if err != nil {
 		return err
 	}
