@@ -8,11 +8,13 @@
 // authenticates with an ordinary SSH key listed in the server's OpenSSH
 // authorized_keys file, and opens a control channel (SSH channel type
 // "control@chute") of JSON requests (stat, list, put, copy, delete,
-// transfer set-up and commit). The first request, which rides in the
-// channel-open message so that both cost one round trip, agrees on a UDP
-// data session: a random session id and one fresh key per direction, sent
-// over SSH. (Servers also take the control channel as the "chute"
-// subsystem of a session channel, as earlier clients asked for it.) Data then flows on one UDP
+// transfer set-up and commit). The first request agrees on a UDP data
+// session: a random session id and one fresh key per direction, sent over
+// SSH. It rides in the channel-open message, so that both cost one round
+// trip, and so does the request that made the client connect, behind it,
+// when that needs no data session. (Servers also take the control channel
+// as the "chute" subsystem of a session channel, as earlier clients asked
+// for it.) Data then flows on one UDP
 // port that all sessions share (33001 by default); nothing on that port
 // answers a sender that has not authenticated over SSH first. The control
 // connection's TCP is tuned for long lossy paths: a spare connection
