@@ -259,3 +259,26 @@ func TestFirstRequestRidesWithTheHello(t *testing.T) {
 		})
 	}
 }
+
+// TestDataReadyWaitsForTheFirstRequest checks that a client made by
+// NewClient does not connect for DataReady (cp watches the data path from
+// the start): the first request connects, so that it can ride with the
+// hello.
+func TestDataReadyWaitsForTheFirstRequest(t *testing.T) {
+	opened := make(chan string, 4)
+	addr := plainSSHServer(t, func(nch ssh.NewChannel) {
+		opened <- nch.ChannelType()
+		nch.Reject(ssh.Prohibited, "seen")
+	})
+	c := plainClient(t, addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := c.DataReady(ctx); !errors.Is(err, ErrCancelled) {
+		t.Fatalf("DataReady before any request returned %v, want ErrCancelled once its context ends", err)
+	}
+	select {
+	case kind := <-opened:
+		t.Fatalf("DataReady connected (it opened a %q channel) ahead of the first request", kind)
+	default:
+	}
+}
