@@ -170,26 +170,26 @@ func (c *Client) conn(ctx context.Context) (*clientConn, error) {
 	return c.connWith(ctx, nil)
 }
 
-// firstRequest is a request that may ride in the control channel's open
-// message, behind the hello, when it is what opens the connection: one
-// round trip less for a command whose first request is a stat, a list or
-// a small put.
+// firstRequest is a request that opens the connection. It rides in the
+// control channel's open message, behind the hello, when its frame is
+// small enough (one round trip less for a command whose first request is
+// a stat, a list or a small put), and goes right after the open otherwise.
 type firstRequest struct {
-	op   string
-	req  any
-	id   uint64
-	ch   chan frame
-	rode bool // it went with the open message: await the answer on ch
+	op  string
+	req any
+	id  uint64
+	ch  chan frame // set once the request was sent: await its answer on it
 }
 
 // maxRide is the largest frame that rides in the open message (SSH
 // implementations bound a packet at 32 KiB or more).
 const maxRide = 16 << 10
 
-// connWith returns the live connection, dialing if there is none; then
-// first, if given, may ride in the open message (first.rode says whether
-// it did). Only requests that need no data session may: the node handles
-// them beside the hello, not after it.
+// connWith returns the live connection, dialing if there is none. When
+// it dials, it sends first, if given, with the open message (first.ch is
+// then set); otherwise the caller sends it. Only requests that need no
+// data session may go so: the node handles them beside the hello, not
+// after it.
 func (c *Client) connWith(ctx context.Context, first *firstRequest) (*clientConn, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -275,13 +275,17 @@ func (c *Client) dial(ctx context.Context, first *firstRequest) (*clientConn, er
 	if err != nil {
 		return fail(err)
 	}
+	var later []byte // the first request, when too large to ride
 	if first != nil {
 		fid, fch, b, err := cc.request(first.op, first.req)
-		if err == nil && len(b) <= maxRide {
+		if err != nil {
+			return fail(err)
+		}
+		first.id, first.ch = fid, fch
+		if len(b) <= maxRide {
 			hello = append(hello, b...)
-			first.id, first.ch, first.rode = fid, fch, true
-		} else if err == nil {
-			cc.forget(fid)
+		} else {
+			later = b
 		}
 	}
 	ch, creqs, err := client.OpenChannel(ChannelType, hello)
@@ -295,6 +299,11 @@ func (c *Client) dial(ctx context.Context, first *firstRequest) (*clientConn, er
 	go ssh.DiscardRequests(creqs)
 	cc.fr = &framer{r: ch, w: ch}
 	go cc.readLoop()
+	if later != nil {
+		if err := cc.fr.writeEncoded(later); err != nil {
+			return fail(fmt.Errorf("%w: control channel: %v", ErrUnreachable, err))
+		}
+	}
 
 	// Agree on the data session.
 	var hr helloResp
@@ -494,17 +503,12 @@ func (cc *clientConn) request(op string, req any) (id uint64, ch chan frame, b [
 	cc.mu.Unlock()
 	b, err = encodeFrame(frame{ID: id, Op: op, Body: body})
 	if err != nil {
-		cc.forget(id)
+		cc.mu.Lock()
+		delete(cc.pending, id)
+		cc.mu.Unlock()
 		return 0, nil, nil, err
 	}
 	return id, ch, b, nil
-}
-
-// forget drops a request whose answer is no longer awaited.
-func (cc *clientConn) forget(id uint64) {
-	cc.mu.Lock()
-	delete(cc.pending, id)
-	cc.mu.Unlock()
 }
 
 // await waits for the answer to request id on ch, decoded into resp.
@@ -553,7 +557,7 @@ func (c *Client) call(ctx context.Context, op string, req, resp any) error {
 	if err != nil {
 		return err
 	}
-	if first.rode {
+	if first.ch != nil { // sent when it opened the connection
 		return cc.await(ctx, op, first.id, first.ch, resp)
 	}
 	return cc.call(ctx, op, req, resp)

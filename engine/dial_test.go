@@ -282,3 +282,39 @@ func TestDataReadyWaitsForTheFirstRequest(t *testing.T) {
 	default:
 	}
 }
+
+// TestFirstRequestAnsweredByANode checks, against a real node, the answers
+// to requests that open a connection: one riding with the hello (a stat of
+// a missing object: not found), and one too large to ride, sent right
+// after the open (a 32 KiB put), which a later stat then finds.
+func TestFirstRequestAnsweredByANode(t *testing.T) {
+	n := startNode(t, nil, "")
+	signer, err := LoadKey(n.keyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, first := range []string{"stat", "put"} {
+		c, err := NewClient(n.srv.Addr().String(), ClientConfig{Signer: signer, KnownHosts: n.known, Logger: quietLog()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		switch first {
+		case "stat":
+			if _, err := c.Stat(ctx, "photos", "missing.jpg"); !errors.Is(err, cos.ErrNotFound) {
+				t.Fatalf("a stat that opened the connection returned %v, want not found", err)
+			}
+		case "put":
+			data := bytes.Repeat([]byte("x"), 2*maxRide)
+			if _, err := c.Put(ctx, "photos", "big.bin", data, cos.Meta{}); err != nil {
+				t.Fatalf("a put that opened the connection: %v", err)
+			}
+			o, err := c.Stat(ctx, "photos", "big.bin")
+			if err != nil || o.Size != int64(len(data)) {
+				t.Fatalf("stat after the first put: size %d, err %v; want %d bytes", o.Size, err, len(data))
+			}
+		}
+	}
+}
