@@ -119,7 +119,7 @@ func runCp(ctx context.Context, env *Env, o *cpOptions, args []string) error {
 	if up {
 		c, err = o.client.dial(ctx, env, loc)
 	} else {
-		c, err = o.client.client(env, loc)
+		c, err = o.client.lazyClient(env, loc)
 	}
 	if err != nil {
 		return err

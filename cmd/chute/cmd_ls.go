@@ -44,7 +44,7 @@ func runLs(ctx context.Context, env *Env, o *lsOptions, args []string) error {
 	if err != nil {
 		return usageError("%v", err)
 	}
-	c, err := o.client.client(env, loc) // the first list connects
+	c, err := o.client.lazyClient(env, loc) // the first list connects
 	if err != nil {
 		return err
 	}

@@ -196,11 +196,11 @@ func (o *clientOptions) dial(ctx context.Context, env *Env, loc Location) (*engi
 	return engine.Dial(ctx, loc.Addr(), cfg)
 }
 
-// client is a client of the location's server that connects with its
+// lazyClient is a client of the location's server that connects with its
 // first request: a stat or a list then rides in the control channel's open
 // message, one round trip sooner. Connection errors come from that
 // request.
-func (o *clientOptions) client(env *Env, loc Location) (*engine.Client, error) {
+func (o *clientOptions) lazyClient(env *Env, loc Location) (*engine.Client, error) {
 	cfg, err := o.config(env, loc)
 	if err != nil {
 		return nil, err
