@@ -27,6 +27,7 @@ package congestion
 
 import (
 	"math"
+	"sort"
 	"time"
 
 	"github.com/chute/chute/engine/internal/window"
@@ -412,12 +413,10 @@ func (c *Controller) fullDelivery(now time.Time, rtt time.Duration) float64 {
 	if now.Sub(from) < max(searchQueue, rtt/4) {
 		return 0
 	}
-	// The newest sample at or before from.
-	i := len(c.delivHist) - 1
-	for i > 0 && c.delivHist[i].at.After(from) {
-		i--
-	}
-	base := c.delivHist[i]
+	// The newest sample at or before from (the history is in time order,
+	// a sample per report: a search, not a scan, on every report).
+	i := sort.Search(len(c.delivHist), func(i int) bool { return c.delivHist[i].at.After(from) })
+	base := c.delivHist[max(i-1, 0)]
 	if d := now.Sub(base.at); d >= max(searchQueue, rtt/4) {
 		return (c.delivTotal - base.v) / d.Seconds()
 	}
