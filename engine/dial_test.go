@@ -171,12 +171,8 @@ func TestHelloRidesInTheChannelOpen(t *testing.T) {
 // then the "chute" subsystem, then hello on it.
 func TestServerTakesTheSubsystem(t *testing.T) {
 	n := startNode(t, nil, "")
-	signer, err := LoadKey(n.keyPath)
-	if err != nil {
-		t.Fatal(err)
-	}
 	sc, err := ssh.Dial("tcp", n.srv.Addr().String(), &ssh.ClientConfig{
-		User: "test", Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)},
+		User: "test", Auth: []ssh.AuthMethod{ssh.PublicKeys(n.config(t).Signer)},
 		HostKeyCallback: ssh.InsecureIgnoreHostKey(), // the node was started above, on loopback
 		Timeout:         20 * time.Second,
 	})
@@ -289,14 +285,10 @@ func TestDataReadyWaitsForTheFirstRequest(t *testing.T) {
 // after the open (a 32 KiB put), which a later stat then finds.
 func TestFirstRequestAnsweredByANode(t *testing.T) {
 	n := startNode(t, nil, "")
-	signer, err := LoadKey(n.keyPath)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	for _, first := range []string{"stat", "put"} {
-		c, err := NewClient(n.srv.Addr().String(), ClientConfig{Signer: signer, KnownHosts: n.known, Logger: quietLog()})
+		c, err := NewClient(n.srv.Addr().String(), n.config(t))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -76,13 +76,19 @@ func (n *testNode) stop() {
 	<-n.done
 }
 
-func (n *testNode) dial(t testing.TB, mod func(*ClientConfig)) (*Client, error) {
+// config is a client configuration with the node's client key.
+func (n *testNode) config(t testing.TB) ClientConfig {
 	t.Helper()
 	signer, err := LoadKey(n.keyPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := ClientConfig{Signer: signer, KnownHosts: n.known, Logger: quietLog()}
+	return ClientConfig{Signer: signer, KnownHosts: n.known, Logger: quietLog()}
+}
+
+func (n *testNode) dial(t testing.TB, mod func(*ClientConfig)) (*Client, error) {
+	t.Helper()
+	cfg := n.config(t)
 	if mod != nil {
 		mod(&cfg)
 	}
