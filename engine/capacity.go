@@ -16,9 +16,14 @@ import (
 // not scheduled does not compress or stretch the spread. Something on the
 // way may still do so (a forwarder that was not scheduled, interrupt
 // moderation): it holds part of a run and lets it go at once, so the gaps
-// are no longer alike. A run is believed only if they are. Without kernel
-// timestamps (every packet of a batch read at one instant) no run spreads
-// enough to give an estimate. Read loop only.
+// are no longer alike. A run is believed only if they are. It may also
+// hold a whole run and let it go at its own pace, evenly but faster than
+// the path: then the run's first packet came late. A run is believed only
+// if its first packet's one-way delay was within half the run's spread of
+// the least seen (the most such a hold can then inflate the estimate is
+// half), so a run that met a queue, ours or a forwarder's, gives none.
+// Without kernel timestamps (every packet of a batch read at one instant)
+// no run spreads enough to give an estimate. Read loop only.
 type trainMeter struct {
 	sent  int64     // send time of the run's first packet, µs of the sender's clock
 	first time.Time // arrival of the run's first packet
@@ -34,6 +39,9 @@ type trainMeter struct {
 	sorted     [trainMaxGroups]time.Duration
 	done       bool    // the run was judged
 	rate       float64 // the latest estimate, payload bytes per second; 0 if none
+	// One-way delay (arrival less send time in µs, the two clocks as they
+	// are) of the run's first packet, and the least of any packet so far.
+	owd, minOWD int64
 }
 
 // A run is packets sent within trainSpread of its first one, arriving in
@@ -54,9 +62,14 @@ const (
 // add records a data packet of n payload bytes sent at sent (µs) and
 // received at at.
 func (m *trainMeter) add(sent int64, n int, at time.Time) {
+	owd := at.UnixMicro() - sent
+	if m.first.IsZero() || owd < m.minOWD {
+		m.minOWD = owd
+	}
 	if m.first.IsZero() || sent < m.sent || sent-m.sent > trainSpread || at.Before(m.last) {
 		m.judge()
 		m.sent, m.first, m.last, m.before, m.at, m.gaps, m.done = sent, at, at, 0, n, m.gaps[:0], false
+		m.owd = owd
 		return
 	}
 	if m.done || len(m.gaps) == trainMaxGroups-1 {
@@ -86,7 +99,8 @@ func (m *trainMeter) estimate() float64 {
 // judge takes the current run's estimate if its gaps are alike: the
 // median at least half the mean (not a run mostly held and let go at
 // once), and none more than a quarter of the span (not one held in the
-// middle).
+// middle); and if its first packet was not held more than half the span
+// (not a run held whole and let go faster than the path).
 func (m *trainMeter) judge() {
 	if m.done || len(m.gaps) < trainMin-1 {
 		return
@@ -94,6 +108,9 @@ func (m *trainMeter) judge() {
 	m.done = true
 	span := m.last.Sub(m.first)
 	if span < trainSpan {
+		return
+	}
+	if held := time.Duration(m.owd-m.minOWD) * time.Microsecond; held > span/2 {
 		return
 	}
 	g := append(m.sorted[:0], m.gaps...)

@@ -42,6 +42,26 @@ func TestTrainMeter(t *testing.T) {
 	for i := range paced { // sent spread out: dispersion says nothing about the path
 		paced[i].sent += int64(i) * 60
 	}
+	// A packet sent a millisecond before a run and delivered on time: the
+	// path's least one-way delay.
+	lead := []arrival{{sent: 0, at: -time.Millisecond, n: size}}
+	// A forwarder holds a whole run for 2 ms and lets it go at its own
+	// pace, 7 µs a packet: evenly, but as if the path carried 1.5 Gbit/s.
+	whole := train(40, size, 1, 7*time.Microsecond)
+	for i := range whole {
+		whole[i].at += 2 * time.Millisecond
+	}
+	// A run that meets a 2 ms queue is spread by the path all the same,
+	// but a queue says others (or our own packets) share it meanwhile.
+	queued := train(17, size, 1, at200)
+	for i := range queued {
+		queued[i].at += 2 * time.Millisecond
+	}
+	// Delivered a little late (a fifth of its spread): still believed.
+	late := train(17, size, 1, at200)
+	for i := range late {
+		late[i].at += 160 * time.Microsecond
+	}
 	for _, tc := range []struct {
 		name    string
 		packets []arrival
@@ -56,6 +76,10 @@ func TestTrainMeter(t *testing.T) {
 		{"late burst at the end", tail, 0},
 		{"one held in the middle", middle, 0},
 		{"sent paced", paced, 0},
+		{"held whole, let go evenly and fast", append(lead, whole...), 0},
+		{"on time after a packet on time", append(lead, train(17, size, 1, at200)...), 200e6 / 8},
+		{"met a queue", append(lead, queued...), 0},
+		{"a little late", append(lead, late...), 200e6 / 8},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var m trainMeter
