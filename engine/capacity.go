@@ -19,9 +19,11 @@ import (
 // are no longer alike. A run is believed only if they are. It may also
 // hold a whole run and let it go at its own pace, evenly but faster than
 // the path: then the run's first packet came late. A run is believed only
-// if its first packet's one-way delay was within half the run's spread of
-// the least seen (the most such a hold can then inflate the estimate is
-// half), so a run that met a queue, ours or a forwarder's, gives none.
+// if its first packet's one-way delay was within trainQueue, or half the
+// run's spread, of the least seen: a run that met a queue, ours or a
+// forwarder's, gives none. (Within half the spread, a hold can inflate
+// the estimate by half at most; trainQueue is there for the jitter of a
+// forwarder on a busy machine, which delays first flights by 1-5 ms.)
 // Without kernel timestamps (every packet of a batch read at one instant)
 // no run spreads enough to give an estimate. Read loop only.
 type trainMeter struct {
@@ -57,6 +59,9 @@ const (
 	trainMin       = 8
 	trainSpan      = 200 * time.Microsecond
 	trainMaxGroups = 64
+	// As much queueing as the rate controller's search takes for an empty
+	// path (half its 10 ms target).
+	trainQueue = 5 * time.Millisecond
 )
 
 // add records a data packet of n payload bytes sent at sent (µs) and
@@ -99,8 +104,8 @@ func (m *trainMeter) estimate() float64 {
 // judge takes the current run's estimate if its gaps are alike: the
 // median at least half the mean (not a run mostly held and let go at
 // once), and none more than a quarter of the span (not one held in the
-// middle); and if its first packet was not held more than half the span
-// (not a run held whole and let go faster than the path).
+// middle); and if its first packet was not held more than trainQueue or
+// half the span (not a run held whole and let go faster than the path).
 func (m *trainMeter) judge() {
 	if m.done || len(m.gaps) < trainMin-1 {
 		return
@@ -110,7 +115,7 @@ func (m *trainMeter) judge() {
 	if span < trainSpan {
 		return
 	}
-	if held := time.Duration(m.owd-m.minOWD) * time.Microsecond; held > span/2 {
+	if held := time.Duration(m.owd-m.minOWD) * time.Microsecond; held > max(span/2, trainQueue) {
 		return
 	}
 	g := append(m.sorted[:0], m.gaps...)

@@ -45,22 +45,22 @@ func TestTrainMeter(t *testing.T) {
 	// A packet sent a millisecond before a run and delivered on time: the
 	// path's least one-way delay.
 	lead := []arrival{{sent: 0, at: -time.Millisecond, n: size}}
-	// A forwarder holds a whole run for 2 ms and lets it go at its own
+	// A forwarder holds a whole run for 8 ms and lets it go at its own
 	// pace, 7 µs a packet: evenly, but as if the path carried 1.5 Gbit/s.
 	whole := train(40, size, 1, 7*time.Microsecond)
 	for i := range whole {
-		whole[i].at += 2 * time.Millisecond
+		whole[i].at += 8 * time.Millisecond
 	}
-	// A run that meets a 2 ms queue is spread by the path all the same,
+	// A run that meets an 8 ms queue is spread by the path all the same,
 	// but a queue says others (or our own packets) share it meanwhile.
 	queued := train(17, size, 1, at200)
 	for i := range queued {
-		queued[i].at += 2 * time.Millisecond
+		queued[i].at += 8 * time.Millisecond
 	}
-	// Delivered a little late (a fifth of its spread): still believed.
+	// Delivered 3 ms late, as a forwarder's jitter does: still believed.
 	late := train(17, size, 1, at200)
 	for i := range late {
-		late[i].at += 160 * time.Microsecond
+		late[i].at += 3 * time.Millisecond
 	}
 	for _, tc := range []struct {
 		name    string
@@ -79,7 +79,7 @@ func TestTrainMeter(t *testing.T) {
 		{"held whole, let go evenly and fast", append(lead, whole...), 0},
 		{"on time after a packet on time", append(lead, train(17, size, 1, at200)...), 200e6 / 8},
 		{"met a queue", append(lead, queued...), 0},
-		{"a little late", append(lead, late...), 200e6 / 8},
+		{"3 ms late", append(lead, late...), 200e6 / 8},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var m trainMeter
