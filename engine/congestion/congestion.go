@@ -131,12 +131,11 @@ type Controller struct {
 	winLost       float64
 	delivered     float64 // delivery rate of the last full window
 	lossFrac      float64
-	found         bool    // a queue or loss was seen: the search phase is over
-	capacity      float64 // the capacity the search used; 0 if none
-	delivery      float64 // delivery rate over the last round trip, bytes per second
-	delivTotal    float64 // bytes delivered, all told
+	found         bool         // a queue or loss was seen: the search phase is over
+	capacity      float64      // the capacity the search used; 0 if none
+	delivery      float64      // delivery rate over the last two round trips, bytes per second
+	got           runningTotal // bytes delivered, over the last two round trips
 	firstDelivery time.Time
-	delivHist     []timed // (time, delivTotal) over the last round trip
 	deliveryMax   window.Max[float64]
 	queuedSince   time.Time // since when the search has seen a queue; zero if it has not
 	// Since when every report has shown a queue of at least a quarter of
@@ -403,7 +402,7 @@ func (c *Controller) lossAllowance() float64 {
 // windowed delivery rate still trails a rate that grew: at the end of the
 // search, it read what was sent one to three round trips earlier.
 func (c *Controller) fullDelivery(now time.Time, rtt time.Duration) float64 {
-	if c.fullSince.IsZero() || len(c.delivHist) == 0 {
+	if c.fullSince.IsZero() {
 		return 0
 	}
 	from := c.fullSince
@@ -413,14 +412,7 @@ func (c *Controller) fullDelivery(now time.Time, rtt time.Duration) float64 {
 	if now.Sub(from) < max(searchQueue, rtt/4) {
 		return 0
 	}
-	// The newest sample at or before from (the history is in time order,
-	// a sample per report: a search, not a scan, on every report).
-	i := sort.Search(len(c.delivHist), func(i int) bool { return c.delivHist[i].at.After(from) })
-	base := c.delivHist[max(i-1, 0)]
-	if d := now.Sub(base.at); d >= max(searchQueue, rtt/4) {
-		return (c.delivTotal - base.v) / d.Seconds()
-	}
-	return 0
+	return c.got.since(now, from, max(searchQueue, rtt/4))
 }
 
 // standingQueue tracks the queueing delay's minimum over the compete
@@ -478,29 +470,13 @@ func (c *Controller) account(now time.Time, f Feedback, dt time.Duration) {
 	if f.Delivered > 0 && c.firstDelivery.IsZero() {
 		c.firstDelivery = now
 	}
-	// The delivery rate is bytes delivered over the last two round trips
-	// (at least 50 ms), from a running total: several reports may arrive at
-	// the same instant (one batch of acks), and none may be lost from the
-	// count.
-	c.delivTotal += f.Delivered
-	if n := len(c.delivHist); n == 0 || now.After(c.delivHist[n-1].at) {
-		c.delivHist = append(c.delivHist, timed{now, c.delivTotal})
-	} else {
-		c.delivHist[n-1].v = c.delivTotal
-	}
-	// Over two round trips, and at least 50 ms: a burst of acks after a
-	// stall at either end must not read as a faster path.
+	// The delivery rate is over the last two round trips, and at least
+	// 50 ms: a burst of acks after a stall at either end must not read as
+	// a faster path.
 	span := max(2*f.RTT, 50*time.Millisecond)
-	// Keep one sample at least span old as the base.
-	i := 0
-	for i+1 < len(c.delivHist) && now.Sub(c.delivHist[i+1].at) >= span {
-		i++
-	}
-	if i > 0 {
-		c.delivHist = append(c.delivHist[:0], c.delivHist[i:]...)
-	}
-	if base := c.delivHist[0]; now.Sub(base.at) >= span/2 {
-		c.delivery = (c.delivTotal - base.v) / now.Sub(base.at).Seconds()
+	c.got.add(now, f.Delivered, span)
+	if r, ok := c.got.rate(now, span/2); ok {
+		c.delivery = r
 		c.deliveryMax.Update(now, c.delivery, max(4*f.RTT, deliveryWin))
 	}
 	c.winSent += f.Sent
@@ -631,4 +607,58 @@ func (p *Pacer) Wait(now time.Time, n float64) time.Duration {
 type timed struct {
 	at time.Time
 	v  float64
+}
+
+// runningTotal counts bytes over time, for rates over a recent span. It
+// keeps the total at each report: several reports may come at the same
+// instant (one batch of acks), and none may be lost from the count.
+type runningTotal struct {
+	total float64
+	hist  []timed // (time, total), in time order, the oldest at least span old
+}
+
+// add counts n bytes at now, and forgets what is older than span but for
+// one sample, the base of rates over span.
+func (r *runningTotal) add(now time.Time, n float64, span time.Duration) {
+	r.total += n
+	if k := len(r.hist); k == 0 || now.After(r.hist[k-1].at) {
+		r.hist = append(r.hist, timed{now, r.total})
+	} else {
+		r.hist[k-1].v = r.total
+	}
+	i := 0
+	for i+1 < len(r.hist) && now.Sub(r.hist[i+1].at) >= span {
+		i++
+	}
+	if i > 0 {
+		r.hist = append(r.hist[:0], r.hist[i:]...)
+	}
+}
+
+// rate is bytes per second since the oldest sample kept, if that is at
+// least least old.
+func (r *runningTotal) rate(now time.Time, least time.Duration) (float64, bool) {
+	if len(r.hist) == 0 {
+		return 0, false
+	}
+	base := r.hist[0]
+	if d := now.Sub(base.at); d >= least && d > 0 {
+		return (r.total - base.v) / d.Seconds(), true
+	}
+	return 0, false
+}
+
+// since is bytes per second since the newest sample at or before from
+// (the oldest kept, if none is), or 0 if that is less than least before
+// now. A search, not a scan: it runs on many reports.
+func (r *runningTotal) since(now, from time.Time, least time.Duration) float64 {
+	if len(r.hist) == 0 {
+		return 0
+	}
+	i := sort.Search(len(r.hist), func(i int) bool { return r.hist[i].at.After(from) })
+	base := r.hist[max(i-1, 0)]
+	if d := now.Sub(base.at); d >= least && d > 0 {
+		return (r.total - base.v) / d.Seconds()
+	}
+	return 0
 }
