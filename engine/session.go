@@ -665,9 +665,9 @@ func (s *session) onAck(a wire.Ack, now time.Time) {
 	s.cc.OnFeedback(now, congestion.Feedback{
 		Queue:     queue,
 		RTT:       s.rtt.smoothed,
-		Sent:      s.sentSince,
+		Sent:      s.sentSince * s.paced(1),
 		Delivered: delivered,
-		Lost:      s.lostSince,
+		Lost:      s.lostSince * s.paced(1),
 		Capacity:  s.paced(a.Capacity),
 	})
 	cs := s.cc.State()

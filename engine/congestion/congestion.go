@@ -8,11 +8,14 @@
 // empty, so a long fat path fills in a few round trips; additively near the
 // target, which makes competing flows converge to fair shares); above it the
 // rate shrinks in proportion to the excess, below what the path delivered
-// while it was full. The search that opens a transfer overshoots the path
-// by the round trip its signal lags; once the queue it built has drained,
-// the rate goes back to what the path delivered while full rather than
-// climbing from the cut. A queue that stands above the
-// target for a second or more although the rate came down is someone
+// while it was full. The search that opens a transfer ends on a queue only
+// once it sends at least three quarters of the capacity its first flight
+// measured, if one did: below that, a queue is something on the way (or
+// the sender) held up for a moment, not the path's limit. The search
+// overshoots the path by the round trip its signal lags; once the queue
+// it built has drained, the rate goes back to what the path delivered
+// while full rather than climbing from the cut. A queue that stands above
+// the target for a second or more although the rate came down is someone
 // else's, typically a loss-based TCP flow that fills the buffer whatever
 // others do: fair and high then aim above that standing queue rather than
 // yield to it for good (and look again every few seconds), so they keep a
@@ -137,7 +140,8 @@ type Controller struct {
 	got           runningTotal // bytes delivered, over the last two round trips
 	firstDelivery time.Time
 	deliveryMax   window.Max[float64]
-	queuedSince   time.Time // since when the search has seen a queue; zero if it has not
+	sent          runningTotal // over the last round trip
+	queuedSince   time.Time    // since when the search has seen a queue; zero if it has not
 	// Since when every report has shown a queue of at least a quarter of
 	// the target (zero if the last did not): the path has been full, and
 	// what it delivered since is its rate.
@@ -222,11 +226,13 @@ func (c *Controller) Rate() float64 { return c.rate }
 
 // Feedback is what the receiver reported since the last call.
 type Feedback struct {
-	Queue     time.Duration // queueing delay the receiver measures
-	RTT       time.Duration // the sender's smoothed round-trip time
-	Sent      float64       // payload bytes sent since the last feedback
-	Delivered float64       // payload bytes the receiver got since the last feedback
-	Lost      float64       // payload bytes declared lost since the last feedback
+	Queue time.Duration // queueing delay the receiver measures
+	RTT   time.Duration // the sender's smoothed round-trip time
+	// Bytes since the last feedback, counted as the rate counts them:
+	// sent, got by the receiver, declared lost.
+	Sent      float64
+	Delivered float64
+	Lost      float64
 	// Capacity is the path's rate as the receiver measured it from the
 	// spread of a burst sent back to back, 0 if unknown. While searching,
 	// fair and high start from capacityJump of it if that is faster.
@@ -277,9 +283,15 @@ func (c *Controller) OnFeedback(now time.Time, f Feedback) {
 		c.capacity = f.Capacity
 		c.rate = math.Max(c.rate, c.clamp(f.Capacity*capacityJump))
 	}
+	// A search that sends well below the capacity measured cannot have
+	// filled the path: a queue then is something on the way held up for a
+	// moment (a forwarder on a busy machine), or the sender itself was (a
+	// store slow with the first parts), not the path's limit. It neither
+	// ends the search nor cuts the rate; heavy loss still ends it.
+	underfilled := !c.found && c.capacity > 0 && c.sendRate(now, rtt) < c.capacity*capacityShort
 	if !c.found {
 		switch {
-		case q < 0.5:
+		case q < 0.5 || underfilled:
 			c.queuedSince = time.Time{}
 		case c.queuedSince.IsZero():
 			c.queuedSince = now
@@ -334,7 +346,7 @@ func (c *Controller) OnFeedback(now time.Time, f Feedback) {
 		}
 		c.rate *= 1 + g*(1-q)*k
 		c.rate += add * k
-	} else {
+	} else if !underfilled {
 		// A standing queue means the path delivers less than we send: go
 		// below what it delivers by enough that the excess queue drains in
 		// about two round trips. This is a set point, not a step, so the
@@ -415,6 +427,15 @@ func (c *Controller) fullDelivery(now time.Time, rtt time.Duration) float64 {
 	return c.got.since(now, from, max(searchQueue, rtt/4))
 }
 
+// sendRate is what the sender sent over the last round trip (50 ms at
+// least), or the rate if that is not known yet.
+func (c *Controller) sendRate(now time.Time, rtt time.Duration) float64 {
+	if r, ok := c.sent.rate(now, max(rtt, 50*time.Millisecond)/2); ok {
+		return r
+	}
+	return c.rate
+}
+
 // standingQueue tracks the queueing delay's minimum over the compete
 // window and returns the standing queue someone else keeps, or 0.
 func (c *Controller) standingQueue(now time.Time, dt, queue, rtt, q0 time.Duration) time.Duration {
@@ -479,6 +500,7 @@ func (c *Controller) account(now time.Time, f Feedback, dt time.Duration) {
 		c.delivery = r
 		c.deliveryMax.Update(now, c.delivery, max(4*f.RTT, deliveryWin))
 	}
+	c.sent.add(now, f.Sent, max(f.RTT, 50*time.Millisecond))
 	c.winSent += f.Sent
 	c.winDelivered += f.Delivered
 	c.winLost += f.Lost
