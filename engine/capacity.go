@@ -16,16 +16,15 @@ import (
 // not scheduled does not compress or stretch the spread. Something on the
 // way may still do so (a forwarder that was not scheduled, interrupt
 // moderation): it holds part of a run and lets it go at once, so the gaps
-// are no longer alike. A run is believed only if they are. It may also
-// hold a whole run and let it go at its own pace, evenly but faster than
-// the path: then the run's first packet came late. A run is believed only
-// if its first packet's one-way delay was within trainQueue, or half the
-// run's spread, of the least seen: a run that met a queue, ours or a
-// forwarder's, gives none. (Within half the spread, a hold can inflate
-// the estimate by half at most; trainQueue is there for the jitter of a
-// forwarder on a busy machine, which delays first flights by 1-5 ms.)
-// Without kernel timestamps (every packet of a batch read at one instant)
-// no run spreads enough to give an estimate. Read loop only.
+// are no longer alike. Or it holds a whole run and lets it go at its own
+// pace, evenly but faster than the path; then the run's first packet came
+// late. A run is believed only if its gaps are alike and its first
+// packet's one-way delay was within trainQueue, or half the run's spread,
+// of the least seen: a run that met a queue (ours, or a forwarder's that
+// held it whole) gives none. Holds under trainQueue still pass, since a
+// forwarder on a busy machine delays first flights by 1-5 ms. Without
+// kernel timestamps (every packet of a batch read at one instant) no run
+// spreads enough to give an estimate. Read loop only.
 type trainMeter struct {
 	sent  int64     // send time of the run's first packet, µs of the sender's clock
 	first time.Time // arrival of the run's first packet

@@ -665,7 +665,7 @@ func (s *session) onAck(a wire.Ack, now time.Time) {
 	s.cc.OnFeedback(now, congestion.Feedback{
 		Queue:     queue,
 		RTT:       s.rtt.smoothed,
-		Sent:      s.sentSince * s.paced(1),
+		Sent:      s.sentSince * s.paced(1), // in the rate's units, as delivered is
 		Delivered: delivered,
 		Lost:      s.lostSince * s.paced(1),
 		Capacity:  s.paced(a.Capacity),
