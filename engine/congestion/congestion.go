@@ -500,7 +500,10 @@ func (c *Controller) account(now time.Time, f Feedback, dt time.Duration) {
 		c.delivery = r
 		c.deliveryMax.Update(now, c.delivery, max(4*f.RTT, deliveryWin))
 	}
-	c.sent.add(now, f.Sent, max(f.RTT, 50*time.Millisecond))
+	if !c.found {
+		// What was sent matters to the search only.
+		c.sent.add(now, f.Sent, max(f.RTT, 50*time.Millisecond))
+	}
 	c.winSent += f.Sent
 	c.winDelivered += f.Delivered
 	c.winLost += f.Lost
@@ -658,28 +661,28 @@ func (r *runningTotal) add(now time.Time, n float64, span time.Duration) {
 }
 
 // rate is bytes per second since the oldest sample kept, if that is at
-// least least old.
-func (r *runningTotal) rate(now time.Time, least time.Duration) (float64, bool) {
+// least age old.
+func (r *runningTotal) rate(now time.Time, age time.Duration) (float64, bool) {
 	if len(r.hist) == 0 {
 		return 0, false
 	}
 	base := r.hist[0]
-	if d := now.Sub(base.at); d >= least && d > 0 {
+	if d := now.Sub(base.at); d >= age && d > 0 {
 		return (r.total - base.v) / d.Seconds(), true
 	}
 	return 0, false
 }
 
 // since is bytes per second since the newest sample at or before from
-// (the oldest kept, if none is), or 0 if that is less than least before
+// (the oldest kept, if none is), or 0 if that is less than age before
 // now. A search, not a scan: it runs on many reports.
-func (r *runningTotal) since(now, from time.Time, least time.Duration) float64 {
+func (r *runningTotal) since(now, from time.Time, age time.Duration) float64 {
 	if len(r.hist) == 0 {
 		return 0
 	}
 	i := sort.Search(len(r.hist), func(i int) bool { return r.hist[i].at.After(from) })
 	base := r.hist[max(i-1, 0)]
-	if d := now.Sub(base.at); d >= least && d > 0 {
+	if d := now.Sub(base.at); d >= age && d > 0 {
 		return (r.total - base.v) / d.Seconds()
 	}
 	return 0
