@@ -11,7 +11,8 @@
 // while it was full. The search that opens a transfer ends on a queue only
 // once it sends at least three quarters of the capacity its first flight
 // measured, if one did: below that, a queue is something on the way (or
-// the sender) held up for a moment, not the path's limit. The search
+// the sender) held up for a moment, not the path's limit. A queue too
+// brief to end the search leaves the rate as it is. The search
 // overshoots the path by the round trip its signal lags; once the queue
 // it built has drained, the rate goes back to what the path delivered
 // while full rather than climbing from the cut. A queue that stands above
@@ -218,6 +219,13 @@ func (c *Controller) State() State {
 	return st
 }
 
+// WantsCapacity reports whether the search would use a capacity estimate
+// it has not had yet: the sender should then send in bursts a receiver
+// can measure the path by.
+func (c *Controller) WantsCapacity() bool {
+	return !c.found && c.capacity == 0 && c.lim.Policy != Fixed && c.lim.Policy != Low
+}
+
 // Limits returns the current limits.
 func (c *Controller) Limits() Limits { return c.lim }
 
@@ -286,8 +294,8 @@ func (c *Controller) OnFeedback(now time.Time, f Feedback) {
 	// A search that sends well below the capacity measured cannot have
 	// filled the path: a queue then is something on the way held up for a
 	// moment (a forwarder on a busy machine), or the sender itself was (a
-	// store slow with the first parts), not the path's limit. It neither
-	// ends the search nor cuts the rate; heavy loss still ends it.
+	// store slow with the first parts), not the path's limit. It does not
+	// end the search; heavy loss still does.
 	underfilled := !c.found && c.capacity > 0 && c.sendRate(now, rtt) < c.capacity*capacityShort
 	if !c.found {
 		switch {
@@ -346,7 +354,13 @@ func (c *Controller) OnFeedback(now time.Time, f Feedback) {
 		}
 		c.rate *= 1 + g*(1-q)*k
 		c.rate += add * k
-	} else if !underfilled {
+	} else if c.found {
+		// While searching, a queue that has not lasted long enough to end
+		// the search holds the rate: the delivery rate the cut aims below
+		// still trails the search by a round trip or more, so a cut on one
+		// report of a queue (a forwarder held up for a moment) would halve
+		// the rate, with the path not yet full.
+		//
 		// A standing queue means the path delivers less than we send: go
 		// below what it delivers by enough that the excess queue drains in
 		// about two round trips. This is a set point, not a step, so the
@@ -595,6 +609,9 @@ func (p *Pacer) refill(now time.Time) {
 	p.credit = c
 	p.peak = math.Min(p.burst, p.peak+dt*p.rate*catchUpPeak)
 }
+
+// Burst is the most the pacer lets a sender send at once, in bytes.
+func (p *Pacer) Burst() float64 { return p.burst }
 
 // Unused is how many bytes the rate allowed that were not sent in time
 // and were lost to the cap, all told: time the sender had nothing to

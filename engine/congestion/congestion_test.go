@@ -464,6 +464,53 @@ func TestSearchOutlastsAReceiverPause(t *testing.T) {
 	}
 }
 
+// TestSearchHoldsThroughABriefQueue: a search sending near the capacity
+// measured, whose delivery rate trails it by a round trip, meets a queue
+// for one report (a forwarder held up for a moment). The queue is too
+// brief to end the search, and it must not cut the rate either: a cut
+// aims below the delivery rate, which at that point reads what was sent a
+// round trip earlier, at half the rate or less.
+func TestSearchHoldsThroughABriefQueue(t *testing.T) {
+	rtt := 100 * time.Millisecond
+	step := 5 * time.Millisecond
+	capacity := 200 * mbit
+	c := New(Limits{Target: 1000 * mbit, Start: 40 * mbit}, t0)
+	var rates []float64
+	now := t0
+	run := func(n int, f Feedback) {
+		for range n {
+			now = now.Add(step)
+			rates = append(rates, c.Rate())
+			if lag := int(rtt / step); len(rates) > lag {
+				f.Delivered = math.Min(rates[len(rates)-1-lag], capacity) * step.Seconds()
+			}
+			f.RTT, f.Sent = rtt, c.Rate()*step.Seconds()
+			c.OnFeedback(now, f)
+		}
+	}
+	run(int(2*rtt/step), Feedback{})
+	run(1, Feedback{Capacity: capacity})
+	for c.Rate() < capacity*capacityShort {
+		run(1, Feedback{})
+	}
+	run(int(rtt/2/step), Feedback{}) // sends at least capacityShort of it
+	before := c.Rate()
+	run(1, Feedback{Queue: 20 * time.Millisecond})
+	if st := c.State(); st.Found {
+		t.Fatalf("one report of a queue ended the search: %+v", st)
+	}
+	if after := c.Rate(); after < before {
+		t.Errorf("one report of a 20 ms queue cut the searching rate from %.0f to %.0f Mbit/s", before/mbit, after/mbit)
+	}
+	// A queue that lasts still ends the search and cuts.
+	high := c.Rate()
+	run(int(rtt/step), Feedback{Queue: 20 * time.Millisecond})
+	if st := c.State(); !st.Found || st.Rate >= high {
+		t.Errorf("a queue for a round trip: found %v, rate %.0f Mbit/s (was %.0f); want the search ended and the rate cut",
+			st.Found, st.Rate/mbit, high/mbit)
+	}
+}
+
 // TestEmptyPathAfterSearchGrowsFast: when the search ended early (at a rate
 // far below the path's) and the queue then stays empty, the rate grows as
 // fast as in the search, not by 10% per round trip.
