@@ -61,6 +61,9 @@ const (
 	// As much queueing as the rate controller's search takes for an empty
 	// path (half its 10 ms target).
 	trainQueue = 5 * time.Millisecond
+	// Packets a sender sends at once while the receiver has no estimate:
+	// as many as a first flight holds, twice trainMin.
+	trainBurst = 16
 )
 
 // add records a data packet of n payload bytes sent at sent (µs) and

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -909,6 +910,13 @@ func (s *session) plan(now time.Time, out *[]plan) time.Duration {
 	// here and defeats segmentation offload on both ends.
 	need := float64(s.packetSize)
 	quantum := max(need, min(float64(maxSendBatch)*need, s.cc.Rate()*pacingQuantum.Seconds()))
+	if s.cc.WantsCapacity() {
+		// Until the receiver has measured the path, every batch is a
+		// packet train (see trainMeter), not only the first flight: that
+		// one's spread may be spoiled by something on the way, and a
+		// slow start's later batches hold a packet or two.
+		quantum = max(quantum, min(trainBurst, math.Floor(s.pacer.Burst()/need))*need)
+	}
 	avail := s.pacer.Available(now)
 	if avail < quantum {
 		s.counters.paced.Add(1)

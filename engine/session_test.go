@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -432,6 +433,50 @@ func TestSessionHoldsDataForAStreamNotOpenYet(t *testing.T) {
 			t.Fatal("data for a finished stream was not acknowledged")
 		}
 		p.a.removeStream(late)
+	})
+}
+
+// Until the receiver has measured the path, a sender at a slow start's
+// rate sends every batch as a packet train, not only its first flight:
+// something on the way may spoil one train's spread, and at 10 Mbit/s a
+// paced batch would otherwise hold a single packet, which measures
+// nothing.
+func TestSearchSendsTrainsUntilMeasured(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		link := simnet.Link{Delay: 50 * time.Millisecond}
+		p := newPair(t, link, link, congestion.Limits{Target: 1e9 / 8}, wire.AES256GCM)
+		defer p.close()
+		// Data packets A sends in the first 90 ms, before any ack is back,
+		// grouped by send time: a batch leaves at one instant.
+		var mu sync.Mutex
+		batches := map[time.Time]int{}
+		start := time.Now()
+		p.net.Tap = func(from, to netip.AddrPort, b []byte) {
+			now := time.Now()
+			if from != hostA || now.Sub(start) > 90*time.Millisecond || len(b) <= wire.HeaderLen || wire.Type(b[1]) != wire.TypeData {
+				return
+			}
+			mu.Lock()
+			batches[now]++
+			mu.Unlock()
+		}
+		if _, _, _, err := p.transfer(1, randomBytes(4<<20, 9), time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		var sizes []int
+		for _, n := range batches {
+			sizes = append(sizes, n)
+		}
+		slices.Sort(sizes)
+		t.Logf("batches in the first 90 ms, by size: %v", sizes)
+		if len(sizes) < 3 {
+			t.Fatalf("%d batches in the first 90 ms, want several trains", len(sizes))
+		}
+		if sizes[0] < trainBurst {
+			t.Errorf("a batch of %d packets before the path was measured, want every batch a train of %d", sizes[0], trainBurst)
+		}
 	})
 }
 
