@@ -158,7 +158,9 @@ type UploadRequest struct {
 	State []byte
 	// OnCheckpoint, if set, is called (from the engine's goroutines, one call
 	// at a time) whenever the server has made more of the upload durable.
-	// Keep the latest state to resume after a crash.
+	// Keep the latest state to resume after a crash. It runs on the control
+	// channel's reader, which takes the next message from the server (the
+	// commit's answer among them) only once it returns: keep it quick.
 	OnCheckpoint func(state []byte)
 	Rate         Rate
 }

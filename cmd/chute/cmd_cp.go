@@ -475,11 +475,15 @@ func (r *cpRun) upload(ctx context.Context, j job) (engine.Result, error) {
 	var smu sync.Mutex
 	res, err := r.c.Upload(ctx, engine.UploadRequest{
 		Bucket: j.bucket, Key: j.key, Source: f, Size: j.size, Meta: meta, Resume: r.policy, State: state,
+		// Not synced to disk: the engine reads the control channel's
+		// next message (the commit's answer, say) only once this returns,
+		// and an fsync on a busy disk takes 100 ms and more. A checkpoint
+		// the machine lost on a crash costs a fresh upload, never data.
 		OnCheckpoint: func(s []byte) {
 			smu.Lock()
 			defer smu.Unlock()
 			os.MkdirAll(r.stateDir, 0o700)
-			writeFileAtomic(sf, s)
+			writeFileAtomic(sf, s, false)
 		},
 	})
 	if err != nil {
@@ -500,7 +504,10 @@ func fileTypeBits(m os.FileMode) uint32 {
 	return 0o100000
 }
 
-func writeFileAtomic(path string, data []byte) error {
+// writeFileAtomic replaces path with data through a temporary file and a
+// rename, so a reader sees the old contents or the new, never a part;
+// durable also syncs the data to disk before the rename.
+func writeFileAtomic(path string, data []byte, durable bool) error {
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
@@ -510,9 +517,11 @@ func writeFileAtomic(path string, data []byte) error {
 		f.Close()
 		return err
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
+	if durable {
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return err
+		}
 	}
 	if err := f.Close(); err != nil {
 		return err
@@ -788,7 +797,7 @@ func (t *partialTracker) persist() {
 		return
 	}
 	b, _ := json.Marshal(st)
-	writeFileAtomic(t.path, b)
+	writeFileAtomic(t.path, b, true)
 }
 
 // run starts the background work; stop ends it and returns the SHA-256 of
