@@ -10,7 +10,9 @@ import (
 // narrowest link on the way (and by whatever else crosses it meanwhile), so
 // the bytes of such a run over the time between its first and last arrival
 // are the rate that link gives. A sender's first flight is such a run (the
-// pacer starts with a full bucket); so is any burst after a pause.
+// pacer starts with a full bucket); so is every batch it sends until the
+// receiver has an estimate (trainBurst packets), and any burst after a
+// pause.
 //
 // Arrival times are the kernel's receive timestamps, so a receiver that was
 // not scheduled does not compress or stretch the spread. Something on the
