@@ -464,6 +464,37 @@ func TestSearchOutlastsAReceiverPause(t *testing.T) {
 	}
 }
 
+// laggedPath feeds a controller a report every step as a path of a
+// capacity would: the sender sends at the rate, and the receiver gets what
+// was sent a round trip before (up to the capacity), times a share (less
+// than 1 for a receiver that pauses).
+type laggedPath struct {
+	c         *Controller
+	now       time.Time
+	rtt, step time.Duration
+	capacity  float64
+	rates     []float64
+}
+
+// newLaggedPath is a 200 Mbit/s path with a 100 ms round trip, reported on
+// every 5 ms, and a fair controller searching from 40 Mbit/s.
+func newLaggedPath() *laggedPath {
+	return &laggedPath{c: New(Limits{Target: 1000 * mbit, Start: 40 * mbit}, t0), now: t0,
+		rtt: 100 * time.Millisecond, step: 5 * time.Millisecond, capacity: 200 * mbit}
+}
+
+func (p *laggedPath) run(n int, f Feedback, share float64) {
+	for range n {
+		p.now = p.now.Add(p.step)
+		p.rates = append(p.rates, p.c.Rate())
+		if lag := int(p.rtt / p.step); len(p.rates) > lag {
+			f.Delivered = math.Min(p.rates[len(p.rates)-1-lag], p.capacity) * share * p.step.Seconds()
+		}
+		f.RTT, f.Sent = p.rtt, p.c.Rate()*p.step.Seconds()
+		p.c.OnFeedback(p.now, f)
+	}
+}
+
 // TestSearchHoldsThroughABriefQueue: a search sending near the capacity
 // measured, whose delivery rate trails it by a round trip, meets a queue
 // for one report (a forwarder held up for a moment). The queue is too
@@ -471,23 +502,9 @@ func TestSearchOutlastsAReceiverPause(t *testing.T) {
 // aims below the delivery rate, which at that point reads what was sent a
 // round trip earlier, at half the rate or less.
 func TestSearchHoldsThroughABriefQueue(t *testing.T) {
-	rtt := 100 * time.Millisecond
-	step := 5 * time.Millisecond
-	capacity := 200 * mbit
-	c := New(Limits{Target: 1000 * mbit, Start: 40 * mbit}, t0)
-	var rates []float64
-	now := t0
-	run := func(n int, f Feedback) {
-		for range n {
-			now = now.Add(step)
-			rates = append(rates, c.Rate())
-			if lag := int(rtt / step); len(rates) > lag {
-				f.Delivered = math.Min(rates[len(rates)-1-lag], capacity) * step.Seconds()
-			}
-			f.RTT, f.Sent = rtt, c.Rate()*step.Seconds()
-			c.OnFeedback(now, f)
-		}
-	}
+	path := newLaggedPath()
+	c, rtt, step, capacity := path.c, path.rtt, path.step, path.capacity
+	run := func(n int, f Feedback) { path.run(n, f, 1) }
 	run(int(2*rtt/step), Feedback{})
 	run(1, Feedback{Capacity: capacity})
 	for c.Rate() < capacity*capacityShort {
@@ -646,25 +663,10 @@ func TestCutAfterSearchRegrowsToCapacity(t *testing.T) {
 // capacity within a few round trips of the pause's end, rather than ending
 // there and climbing by a tenth a round trip.
 func TestSearchOutlastsAPauseBelowCapacity(t *testing.T) {
-	rtt := 100 * time.Millisecond
-	step := 5 * time.Millisecond
-	capacity := 200 * mbit
-	c := New(Limits{Target: 1000 * mbit, Start: 40 * mbit}, t0)
-	// The path delivers what was sent a round trip before (up to its
-	// capacity), except that a pausing receiver counts only a quarter.
-	var rates []float64
-	now := t0
-	run := func(n int, f Feedback, share float64) {
-		for range n {
-			now = now.Add(step)
-			rates = append(rates, c.Rate())
-			if lag := int(rtt / step); len(rates) > lag {
-				f.Delivered = math.Min(rates[len(rates)-1-lag], capacity) * share * step.Seconds()
-			}
-			f.RTT, f.Sent = rtt, c.Rate()*step.Seconds()
-			c.OnFeedback(now, f)
-		}
-	}
+	// A pausing receiver counts only a quarter of what the path delivers.
+	path := newLaggedPath()
+	c, rtt, step, capacity := path.c, path.rtt, path.step, path.capacity
+	run := path.run
 	run(int(2*rtt/step), Feedback{}, 1)
 	run(1, Feedback{Capacity: capacity}, 1)
 	before := c.Rate()
