@@ -19,6 +19,10 @@ type ReaderOptions struct {
 	// failure wraps ErrUnavailable (a connection cut mid-body, say); 0
 	// means 2.
 	Retries int
+	// Info, if set, is the object's info from a Stat the caller just
+	// made: NewReader then makes none of its own (a round trip to the
+	// store), and Info's ETag is the version read.
+	Info *ObjectInfo
 }
 
 // Reader reads a range of one object sequentially, keeping several ranged
@@ -62,14 +66,20 @@ const firstChunk = 1 << 20
 
 // NewReader returns a Reader of bytes [off, off+length) of the object
 // (length -1: to the end; a range past the end is cut, as in Store.Read).
-// It stats the object first, so a missing object fails here.
+// It stats the object first (unless opt.Info says what a Stat just
+// returned), so a missing object fails here.
 func NewReader(ctx context.Context, s Store, bucket, key string, off, length int64, opt ReaderOptions) (*Reader, error) {
 	if off < 0 || length < -1 {
 		return nil, &Error{Op: "read", Bucket: bucket, Key: key, Err: fmt.Errorf("invalid range: offset %d, length %d", off, length)}
 	}
-	info, err := s.Stat(ctx, bucket, key)
-	if err != nil {
-		return nil, err
+	var info ObjectInfo
+	if opt.Info != nil {
+		info = *opt.Info
+	} else {
+		var err error
+		if info, err = s.Stat(ctx, bucket, key); err != nil {
+			return nil, err
+		}
 	}
 	if opt.ChunkSize <= 0 {
 		opt.ChunkSize = 8 << 20

@@ -130,6 +130,26 @@ func TestReaderErrors(t *testing.T) {
 			t.Errorf("NewReader of a missing object = %v; want ErrNotFound", err)
 		}
 	})
+	t.Run("info given: no stat of its own", func(t *testing.T) {
+		info, err := f.Stat(ctx, bucket, "obj")
+		if err != nil {
+			t.Fatal(err)
+		}
+		fs := costest.NewFaultStore(f)
+		fs.FailAlways(costest.OpStat, unavailable)
+		if _, err := cos.NewReader(ctx, fs, bucket, "obj", 0, -1, cos.ReaderOptions{}); !errors.Is(err, cos.ErrUnavailable) {
+			t.Fatalf("NewReader without Info, the store's Stat failing: %v; want its error", err)
+		}
+		r, err := cos.NewReader(ctx, fs, bucket, "obj", 0, -1, cos.ReaderOptions{Info: &info})
+		if err != nil {
+			t.Fatalf("NewReader with Info made a Stat: %v", err)
+		}
+		got, err := io.ReadAll(r)
+		r.Close()
+		if err != nil || !bytes.Equal(got, body) {
+			t.Errorf("read %d bytes, %v; want all %d", len(got), err, len(body))
+		}
+	})
 	t.Run("object replaced mid-way", func(t *testing.T) {
 		r, err := cos.NewReader(ctx, f, bucket, "obj", 0, -1, cos.ReaderOptions{ChunkSize: 16 << 10, Concurrency: 1})
 		if err != nil {

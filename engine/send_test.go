@@ -107,7 +107,11 @@ func TestStoreSourceReleases(t *testing.T) {
 	}
 	src := &storeSource{wake: func() {}}
 	src.cond = sync.NewCond(&src.mu)
-	src.load(ctx, store, "bkt", "k", []ranges.Range{{Off: 0, Len: int64(len(data))}})
+	info, err := store.Stat(ctx, "bkt", "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src.load(ctx, store, "bkt", "k", info, []ranges.Range{{Off: 0, Len: int64(len(data))}})
 	if err := src.failed(); err != nil {
 		t.Fatal(err)
 	}

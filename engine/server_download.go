@@ -130,8 +130,9 @@ func (s *storeSource) close() {
 	s.mu.Unlock()
 }
 
-// load reads the needed ranges from the store in order.
-func (s *storeSource) load(ctx context.Context, store cos.Store, bucket, key string, need []ranges.Range) {
+// load reads the needed ranges of the object info describes (as Stat
+// returned it just before) from the store in order.
+func (s *storeSource) load(ctx context.Context, store cos.Store, bucket, key string, info cos.ObjectInfo, need []ranges.Range) {
 	defer func() {
 		if s.hashDone != nil {
 			close(s.hashDone)
@@ -151,7 +152,7 @@ func (s *storeSource) load(ctx context.Context, store cos.Store, bucket, key str
 		var rc io.ReadCloser
 		var err error
 		if r.Len > 2*storeChunk {
-			rc, err = cos.NewReader(ctx, store, bucket, key, r.Off, r.Len, cos.ReaderOptions{})
+			rc, err = cos.NewReader(ctx, store, bucket, key, r.Off, r.Len, cos.ReaderOptions{Info: &info})
 		} else {
 			rc, err = store.Read(ctx, bucket, key, cos.ReadOptions{Offset: r.Off, Length: r.Len})
 		}
@@ -244,7 +245,7 @@ func (c *serverConn) startDownload(ctx context.Context, req downloadReq) (any, e
 		sess.failStream(d.st, err)
 		c.event("failed", failedEvent{Stream: d.stream, Err: toWireErr(err)})
 	}
-	go d.src.load(lctx, c.srv.store, req.Bucket, req.Key, need.Ranges())
+	go d.src.load(lctx, c.srv.store, req.Bucket, req.Key, info, need.Ranges())
 	go func() {
 		<-d.st.done
 		sess.removeStream(d.st)
