@@ -284,7 +284,7 @@ func (c *Controller) OnFeedback(now time.Time, f Feedback) {
 	case c.fullSince.IsZero():
 		c.fullSince = now
 	}
-	if !c.found && c.capacity == 0 && f.Capacity > 0 && c.lim.Policy != Low {
+	if f.Capacity > 0 && c.WantsCapacity() {
 		// Once: the first estimate comes from the sender's first flight,
 		// which meets an empty path; later bursts meet a queue of our own,
 		// and on a busy machine their spread reads high as often as low.
