@@ -106,7 +106,7 @@ var settings = []setting{
 	{"CHUTE_WAN_LOSSES", "0 0.5% 2%", "wan: random loss rates (each direction)"},
 	{"CHUTE_WAN_RATE", "200mbit", "wan and fair: the bottleneck rate, each direction"},
 	{"CHUTE_WAN_TIMEOUT", "60s", "wan: the longest one transfer may take"},
-	{"CHUTE_WAN_TOOLS", "chute,chute-target,chute-fixed,curl,rclone,mounts", "wan: tools (chute-target: the default policy with --target-rate at the link rate; mounts: chute mount when it exists, rclone mount, s3fs)"},
+	{"CHUTE_WAN_TOOLS", "chute,chute-target,chute-fixed,curl,rclone,mounts", "wan: tools (chute-target: the default policy with --target-rate at the link rate; mounts: chute mount when it exists, rclone mount, s3fs; chute-mount: chute mount alone)"},
 	{"CHUTE_WAN_CC", "cubic", "wan and fair: TCP congestion control in the namespaces (cubic, bbr, reno)"},
 	{"CHUTE_FAIR_RTT", "50ms", "fair: round-trip time"},
 	{"CHUTE_FAIR_SECONDS", "30", "fair: how long the TCP flow runs"},

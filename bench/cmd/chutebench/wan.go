@@ -111,7 +111,7 @@ func runWAN(ctx context.Context, cfg config) error {
 
 	tools := cfg.list("CHUTE_WAN_TOOLS")
 	var mountTools []mountTool
-	if cfg.has("CHUTE_WAN_TOOLS", "mounts") {
+	if cfg.has("CHUTE_WAN_TOOLS", "mounts") || cfg.has("CHUTE_WAN_TOOLS", "chute-mount") {
 		withChute := hasMount(ctx, client.bin)
 		if !withChute {
 			rep.MountNote = "chute has no mount command yet: the mount rows are rclone mount and s3fs only"
@@ -172,10 +172,13 @@ func runWAN(ctx context.Context, cfg config) error {
 					add(func() measurement {
 						return w.rcloneCopy(ctx, l.near, timeout, out, false, dst, "bench", "ref.bin", size)
 					})
-				case "mounts":
+				case "mounts", "chute-mount":
 					for _, t := range mountTools {
 						if ctx.Err() != nil {
 							break
+						}
+						if tool == "chute-mount" && t.name != "chute mount" {
+							continue
 						}
 						before, _ := l.stats(ctx)
 						ms := mountOps(ctx, t, filepath.Join(out, "mnt"), filepath.Join(out, "cache-"+slug(t.name)), &w.s3Store,
@@ -190,7 +193,7 @@ func runWAN(ctx context.Context, cfg config) error {
 						w.deleteObject(ctx, "bench", "mnt-"+slug(t.name)+"/big-0.bin")
 					}
 				default:
-					return fmt.Errorf("CHUTE_WAN_TOOLS: unknown tool %q (want chute, chute-target, chute-fixed, curl, rclone, mounts)", tool)
+					return fmt.Errorf("CHUTE_WAN_TOOLS: unknown tool %q (want chute, chute-target, chute-fixed, curl, rclone, mounts, chute-mount)", tool)
 				}
 				w.deleteObject(ctx, "bench", key(tool))
 			}
