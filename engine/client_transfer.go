@@ -232,6 +232,9 @@ func (c *Client) Upload(ctx context.Context, req UploadRequest) (Result, error) 
 	if req.Size < 0 {
 		return Result{}, fmt.Errorf("upload %s: negative size", req.Key)
 	}
+	if req.Size > MaxObjectSize {
+		return Result{}, fmt.Errorf("upload %s: %w: %d bytes, more than the %d chute carries", req.Key, cos.ErrTooLarge, req.Size, int64(MaxObjectSize))
+	}
 	policy, err := ParseResumePolicy(string(req.Resume))
 	if err != nil {
 		return Result{}, err

@@ -25,7 +25,7 @@ import (
 // it: two round trips.)
 
 // ProtocolVersion is the control protocol's version, checked in hello.
-const ProtocolVersion = 2
+const ProtocolVersion = 3
 
 // ChannelType is the SSH channel type of the control channel; the open
 // message's extra data is the hello request's frame.
@@ -179,7 +179,7 @@ type helloReq struct {
 
 type helloResp struct {
 	Version int    `json:"version"`
-	Session uint64 `json:"session"`
+	Session uint32 `json:"session"`
 	UDPPort int    `json:"udp_port"`
 	C2S     []byte `json:"c2s"`
 	S2C     []byte `json:"s2c"`

@@ -173,6 +173,16 @@ func TestUploadDownloadSizes(t *testing.T) {
 			}
 		})
 	}
+	// Past what a data packet's offset holds: refused at once, nothing sent.
+	t.Run("beyond MaxObjectSize", func(t *testing.T) {
+		_, err := c.Upload(ctx, UploadRequest{Bucket: "photos", Key: "huge.bin", Source: bytes.NewReader(nil), Size: MaxObjectSize + 1})
+		if !errors.Is(err, cos.ErrTooLarge) || !strings.Contains(err.Error(), "huge.bin") {
+			t.Fatalf("upload of %d bytes: %v, want cos.ErrTooLarge naming the key", int64(MaxObjectSize+1), err)
+		}
+		if _, err := c.Stat(ctx, "photos", "huge.bin"); !errors.Is(err, cos.ErrNotFound) {
+			t.Fatalf("after the refused upload, stat: %v, want not found", err)
+		}
+	})
 }
 
 func TestUploadResumesAfterInterruption(t *testing.T) {

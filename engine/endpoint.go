@@ -25,7 +25,7 @@ type endpoint struct {
 	wmu sync.Mutex // serialises WriteBatch
 
 	mu       sync.RWMutex
-	sessions map[uint64]*session
+	sessions map[uint32]*session
 
 	// Counters of packets dropped before any session saw them.
 	unknownSession atomic.Int64
@@ -88,7 +88,7 @@ func newEndpoint(pc net.PacketConn, opt udpio.Options, log *slog.Logger) (*endpo
 	e := &endpoint{
 		conn:     c,
 		log:      log,
-		sessions: map[uint64]*session{},
+		sessions: map[uint32]*session{},
 		closed:   make(chan struct{}),
 		readDone: make(chan struct{}),
 	}
@@ -96,19 +96,27 @@ func newEndpoint(pc net.PacketConn, opt udpio.Options, log *slog.Logger) (*endpo
 	return e, nil
 }
 
-func (e *endpoint) add(s *session) {
+// add registers s; false when another session holds its id.
+func (e *endpoint) add(s *session) bool {
 	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, taken := e.sessions[s.id]; taken {
+		return false
+	}
 	e.sessions[s.id] = s
-	e.mu.Unlock()
+	return true
 }
 
-func (e *endpoint) remove(id uint64) {
+// remove forgets s.
+func (e *endpoint) remove(s *session) {
 	e.mu.Lock()
-	delete(e.sessions, id)
+	if e.sessions[s.id] == s {
+		delete(e.sessions, s.id)
+	}
 	e.mu.Unlock()
 }
 
-func (e *endpoint) lookup(id uint64) *session {
+func (e *endpoint) lookup(id uint32) *session {
 	e.mu.RLock()
 	s := e.sessions[id]
 	e.mu.RUnlock()

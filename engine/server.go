@@ -609,20 +609,32 @@ func (c *serverConn) hello(req helloReq) (any, error) {
 	if c.sess != nil {
 		return nil, fmt.Errorf("%w: hello twice", ErrProtocol)
 	}
-	id, c2s, s2c, err := newSessionKeys(string(cipher))
-	if err != nil {
-		return nil, err
-	}
 	lim := congestion.Limits{Target: float64(req.Target) / 8, Min: float64(req.Min) / 8, Policy: req.Policy, Start: float64(max(req.Start, 0)) / 8}
-	sess, err := newSession(c.srv.ep, sessionParams{
-		id: id, cipher: string(cipher), sendKey: s2c, recvKey: c2s,
-		packetSize: req.PacketSize, limits: lim, holdEarly: true,
-		onHello: func(sess *session, h wire.Header, hello wire.Hello, from netip.AddrPort, now time.Time) {
-			if h.Type == wire.TypeHello {
-				sess.sendHello(wire.TypeHelloAck, wire.Hello{Time: sess.micros(now), Echo: hello.Time})
-			}
-		},
-	}, c.log)
+	var (
+		id       uint32
+		c2s, s2c []byte
+		sess     *session
+	)
+	// Session ids are 32 random bits: draw again on the rare one a live
+	// session holds.
+	for range 8 {
+		id, c2s, s2c, err = newSessionKeys(string(cipher))
+		if err != nil {
+			return nil, err
+		}
+		sess, err = newSession(c.srv.ep, sessionParams{
+			id: id, cipher: string(cipher), sendKey: s2c, recvKey: c2s,
+			packetSize: req.PacketSize, limits: lim, holdEarly: true,
+			onHello: func(sess *session, h wire.Header, hello wire.Hello, from netip.AddrPort, now time.Time) {
+				if h.Type == wire.TypeHello {
+					sess.sendHello(wire.TypeHelloAck, wire.Hello{Time: sess.micros(now), Echo: hello.Time})
+				}
+			},
+		}, c.log)
+		if !errors.Is(err, errSessionTaken) {
+			break
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrProtocol, err)
 	}

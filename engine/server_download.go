@@ -220,6 +220,9 @@ func (c *serverConn) startDownload(ctx context.Context, req downloadReq) (any, e
 	if err != nil {
 		return nil, err
 	}
+	if info.Size > MaxObjectSize {
+		return nil, fmt.Errorf("%w: %s is %d bytes, more than the %d chute carries", cos.ErrTooLarge, req.Key, info.Size, int64(MaxObjectSize))
+	}
 	off := min(max(req.Offset, 0), info.Size)
 	n := info.Size - off
 	if req.Length >= 0 && req.Length < n {

@@ -35,7 +35,7 @@ import (
 // never held together. Fields marked "read loop" are touched only by the
 // endpoint's read goroutine.
 type session struct {
-	id    uint64
+	id    uint32
 	ep    *endpoint
 	log   *slog.Logger
 	epoch time.Time // SendTime counts microseconds from here
@@ -129,7 +129,7 @@ type sessionCounters struct {
 
 // sessionParams configures a session.
 type sessionParams struct {
-	id         uint64
+	id         uint32
 	cipher     string
 	sendKey    []byte
 	recvKey    []byte
@@ -163,7 +163,7 @@ func newSession(ep *endpoint, p sessionParams, log *slog.Logger) (*session, erro
 	s := &session{
 		id:          p.id,
 		ep:          ep,
-		log:         log.With("session", fmt.Sprintf("%016x", p.id)),
+		log:         log.With("session", fmt.Sprintf("%08x", p.id)),
 		epoch:       now,
 		cipher:      p.cipher,
 		sendKey:     p.sendKey,
@@ -186,11 +186,13 @@ func newSession(ep *endpoint, p sessionParams, log *slog.Logger) (*session, erro
 	s.reorderPkts = lossPackets
 	s.lossTime8 = 9
 	s.rtt.init()
-	s.ctrlPN.Store(1 << 63)
+	s.ctrlPN.Store(dataNumbers)
 	if p.peer.IsValid() {
 		s.setPeer(p.peer)
 	}
-	ep.add(s)
+	if !ep.add(s) {
+		return nil, errSessionTaken
+	}
 	go s.sendLoop()
 	return s, nil
 }
@@ -212,7 +214,7 @@ func (s *session) setPeer(a netip.AddrPort) {
 // close ends the session: the send loop stops, streams fail with err.
 func (s *session) close(err error) {
 	s.closeOnce.Do(func() {
-		s.ep.remove(s.id)
+		s.ep.remove(s)
 		close(s.done)
 		<-s.loopDone
 		s.mu.Lock()
@@ -228,17 +230,35 @@ func (s *session) close(err error) {
 	})
 }
 
+// MaxObjectSize is the largest object a transfer carries: data packets
+// hold 48-bit offsets.
+const MaxObjectSize = wire.MaxOffset
+
+// Packet numbers: data packets count up from 0, control packets (acks,
+// hellos) from dataNumbers, so that no number repeats under a direction's
+// key. Both stay below wire.MaxNumber: 2^47 data packets are years of
+// sending at 10 Gbit/s, and a session that gets there ends its streams
+// rather than reuse a number (errNumbersSpent).
+const dataNumbers = 1 << 47
+
+var (
+	// errSessionTaken: a new session drew the id of a live one on the
+	// same endpoint; the caller draws again.
+	errSessionTaken = errors.New("session id in use")
+	errNumbersSpent = fmt.Errorf("%w: the data session used every packet number it has; run the command again to resume on a new connection", ErrUnreachable)
+)
+
 // newSessionKeys returns a random session id and keys for both directions.
-func newSessionKeys(cipher string) (id uint64, c2s, s2c []byte, err error) {
+func newSessionKeys(cipher string) (id uint32, c2s, s2c []byte, err error) {
 	n, err := wire.KeyLen(cipher)
 	if err != nil {
 		return 0, nil, nil, err
 	}
-	buf := make([]byte, 8+2*n)
+	buf := make([]byte, 4+2*n)
 	if _, err := rand.Read(buf); err != nil {
 		return 0, nil, nil, err
 	}
-	return binary.BigEndian.Uint64(buf), buf[8 : 8+n], buf[8+n:], nil
+	return binary.BigEndian.Uint32(buf), buf[4 : 4+n], buf[4+n:], nil
 }
 
 // micros is the session clock in microseconds.
@@ -290,7 +310,7 @@ func (s *session) receive(b []byte, from netip.AddrPort, now time.Time, dwell ti
 		return false
 	}
 	win := &s.dataWin
-	if h.Number&(1<<63) != 0 {
+	if h.Number >= dataNumbers {
 		win = &s.ctrlWin
 		if h.Type == wire.TypeData {
 			s.counters.badFrames.Add(1)
@@ -380,7 +400,11 @@ const (
 func (s *session) onData(h wire.Header, dh wire.DataHeader, payload []byte, now time.Time, dwell time.Duration) {
 	a := &s.acks
 	a.noteDwell(s, now, dwell)
-	a.train.add(dh.SendTime, len(payload), now.Add(-dwell))
+	// The send time on this side's clock: the 32-bit stamp read against
+	// it (see wire.SendTime).
+	clock := s.micros(now)
+	sent := clock - dh.SendTime.Since(clock)
+	a.train.add(sent, len(payload), now.Add(-dwell))
 	if len(s.early) > 0 {
 		s.releaseEarly(now)
 	}
@@ -393,7 +417,7 @@ func (s *session) onData(h wire.Header, dh wire.DataHeader, payload []byte, now 
 		return
 	}
 	a.record(h.Number, len(payload), now)
-	q := a.owd.sample(now, s.micros(now)-dh.SendTime)
+	q := a.owd.sample(now, clock-sent)
 	if a.queueMin < 0 || q < a.queueMin {
 		a.queueMin = q
 	}
@@ -839,7 +863,7 @@ func (s *session) sendLoop() {
 						h.Flags = wire.FlagRetransmit
 					}
 					b := h.Append(bufs[len(msgs)][:0])
-					b = wire.DataHeader{Stream: p.st.id, Offset: p.off, SendTime: stamp}.Append(b)
+					b = wire.DataHeader{Stream: p.st.id, Offset: p.off, SendTime: wire.SendTime(stamp)}.Append(b)
 					b = sealer.Seal(b, p.pn, run[pos:pos+p.n])
 					pos += p.n
 					msgs = append(msgs, udpio.Message{Buf: b, Addr: *peer})
@@ -893,6 +917,13 @@ func (s *session) plan(now time.Time, out *[]plan) time.Duration {
 		}
 	}
 	s.pacer.SetRate(s.cc.Rate())
+	if s.dataPN >= dataNumbers {
+		for _, st := range s.streams {
+			s.deactivate(st)
+			delete(s.streams, st.id)
+			st.finish(errNumbersSpent)
+		}
+	}
 	if len(s.order) == 0 {
 		if s.inflightB > 0 {
 			return pto
@@ -932,7 +963,7 @@ func (s *session) plan(now time.Time, out *[]plan) time.Duration {
 		// Each stream gets a fair share of the batch, then the next.
 		share := max(budget/max(len(s.order)-tries, 1), 1)
 		got := 0
-		for got < share {
+		for got < share && s.dataPN < dataNumbers {
 			off, n, retrans, wait := st.next(now, s.payloadSize)
 			if n == 0 {
 				if wait > 0 && (earliest == 0 || wait < earliest) {

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -519,6 +521,58 @@ func TestFirstFlightMeasuresThePath(t *testing.T) {
 		}
 		if !bytes.Equal(dest.buf, data) {
 			t.Fatal("data differs")
+		}
+	})
+}
+
+// A session whose data packet numbers run out ends its streams with an
+// error that says what to do, and never sends a number twice or one from
+// the control packets' space.
+func TestSessionEndsStreamsWhenNumbersRunOut(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		link := simnet.Link{Delay: 10 * time.Millisecond}
+		p := newPair(t, link, link, congestion.Limits{Target: 100e6 / 8, Policy: congestion.Fixed}, wire.AES256GCM)
+		defer p.close()
+		const left = 40
+		p.a.mu.Lock()
+		p.a.dataPN = dataNumbers - left
+		p.a.mu.Unlock()
+		var mu sync.Mutex
+		seen := map[uint64]bool{}
+		var twice, beyond int
+		p.net.Tap = func(from, to netip.AddrPort, b []byte) {
+			h, err := wire.ParseHeader(b)
+			if from != hostA || err != nil || h.Type != wire.TypeData {
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if seen[h.Number] {
+				twice++
+			}
+			seen[h.Number] = true
+			if h.Number >= dataNumbers {
+				beyond++
+			}
+		}
+		const size = 1 << 20
+		want := ranges.Of(ranges.Range{Off: 0, Len: size})
+		p.b.addRecv(newRecvStream(1, &memFile{}, want, nil, false))
+		st := newSendStream(1, readerAtSource{r: bytes.NewReader(randomBytes(size, 4)), size: size}, want)
+		p.a.addStream(st)
+		select {
+		case <-st.done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the stream did not end")
+		}
+		if err := st.err; !errors.Is(err, errNumbersSpent) || !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), "run the command again") {
+			t.Fatalf("transfer past the last packet number: %v, want errNumbersSpent", err)
+		}
+		time.Sleep(time.Second) // anything still to come is in the tap by now
+		mu.Lock()
+		defer mu.Unlock()
+		if len(seen) != left || twice > 0 || beyond > 0 {
+			t.Fatalf("sent %d distinct data numbers (want %d), %d twice, %d in the control space", len(seen), left, twice, beyond)
 		}
 	})
 }

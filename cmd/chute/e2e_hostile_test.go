@@ -49,7 +49,7 @@ type sniffer struct {
 	mu       sync.Mutex
 	kept     []datagram // the latest ones, for replays
 	ctrl     []datagram // the first control datagrams (hellos, acks), kept for good
-	sessions map[uint64]bool
+	sessions map[uint32]bool
 	captured int
 	hijacked int // datagrams from the server to the attacker's address
 	done     chan struct{}
@@ -74,7 +74,7 @@ func newSniffer(t *testing.T, port int) *sniffer {
 	tv := syscall.Timeval{Usec: 100_000}
 	syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_RCVTIMEO, &tv)
 	syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_RCVBUF, 8<<20)
-	return &sniffer{fd: fd, port: uint16(port), sessions: map[uint64]bool{}, done: make(chan struct{})}
+	return &sniffer{fd: fd, port: uint16(port), sessions: map[uint32]bool{}, done: make(chan struct{})}
 }
 
 // run captures until stop is closed.
@@ -150,13 +150,13 @@ func splitGSO(p []byte) [][]byte {
 		return [][]byte{p}
 	}
 	for seg := wire.HeaderLen; seg+wire.HeaderLen <= len(p); seg++ {
-		if p[seg] != wire.Version || p[seg+1] != p[1] || !bytes.Equal(p[seg+4:seg+12], p[4:12]) {
+		if p[seg] != wire.Version || p[seg+1] != p[1] || !bytes.Equal(p[seg+3:seg+7], p[3:7]) {
 			continue
 		}
 		var out [][]byte
 		for off := 0; off < len(p); off += seg {
 			d := p[off:min(off+seg, len(p))]
-			if len(d) < wire.HeaderLen || d[0] != wire.Version || !bytes.Equal(d[4:12], p[4:12]) {
+			if len(d) < wire.HeaderLen || d[0] != wire.Version || !bytes.Equal(d[3:7], p[3:7]) {
 				return [][]byte{p} // not a group after all
 			}
 			out = append(out, d)
@@ -167,7 +167,7 @@ func splitGSO(p []byte) [][]byte {
 }
 
 // sample returns a few captured datagrams and the sessions seen.
-func (s *sniffer) sample(r *rand.Rand, n int) ([]datagram, []uint64) {
+func (s *sniffer) sample(r *rand.Rand, n int) ([]datagram, []uint32) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var ds []datagram
@@ -178,7 +178,7 @@ func (s *sniffer) sample(r *rand.Rand, n int) ([]datagram, []uint64) {
 		}
 		ds = append(ds, s.kept[r.IntN(len(s.kept))])
 	}
-	var ids []uint64
+	var ids []uint32
 	for id := range s.sessions {
 		ids = append(ids, id)
 	}
@@ -271,10 +271,10 @@ func (a *attacker) run(stop <-chan struct{}) {
 			a.send(a.server, b, &a.random)
 		}
 		for range 2 {
-			h := wire.Header{Type: wire.Type(1 + r.IntN(5)), Flags: byte(r.IntN(2)), Session: r.Uint64(), Number: r.Uint64()}
+			h := wire.Header{Type: wire.Type(1 + r.IntN(5)), Flags: byte(r.IntN(2)), Session: r.Uint32(), Number: r.Uint64() & wire.MaxNumber}
 			b := h.Append(nil)
 			if h.Type == wire.TypeData {
-				b = wire.DataHeader{Stream: uint32(r.IntN(4)), Offset: int64(r.IntN(1 << 30)), SendTime: r.Int64()}.Append(b)
+				b = wire.DataHeader{Stream: uint32(r.IntN(4)), Offset: int64(r.IntN(1 << 30)), SendTime: wire.SendTime(r.Uint32())}.Append(b)
 			}
 			body := make([]byte, r.IntN(1400))
 			for i := range body {
@@ -289,10 +289,10 @@ func (a *attacker) run(stop <-chan struct{}) {
 			// ahead that must not move the replay window.
 			typ, num := wire.TypeData, uint64(r.IntN(1<<20))
 			if r.IntN(2) == 0 {
-				typ, num = wire.Type(1+r.IntN(5)), 1<<63|uint64(r.IntN(1<<20))
+				typ, num = wire.Type(1+r.IntN(5)), 1<<47|uint64(r.IntN(1<<20))
 			}
 			if r.IntN(4) == 0 {
-				num |= 1<<62 - 1
+				num |= 1<<46 - 1
 			}
 			b := wire.Header{Type: typ, Session: id, Number: num}.Append(nil)
 			if typ == wire.TypeData {

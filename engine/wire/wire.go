@@ -2,15 +2,27 @@
 // travels in the clear but is authenticated, and a sealed body holding one
 // frame.
 //
-//	 0        1        2        3        4 ...        12 ...       20
-//	+--------+--------+--------+--------+-------------+------------+----------------+
-//	|version | type   | flags  | rsvd   | session id  | packet no. | sealed body... |
-//	+--------+--------+--------+--------+-------------+------------+----------------+
-//	                                      8 bytes       8 bytes
+//	 0        1        2        3 ...        7 ...        13
+//	+--------+--------+--------+------------+------------+----------------+
+//	|version | type   | flags  | session id | packet no. | sealed body... |
+//	+--------+--------+--------+------------+------------+----------------+
+//	                             4 bytes      6 bytes
 //
 // A data packet carries a data header (stream, offset, send time) between
 // the packet header and the sealed payload; it too is in the clear and
 // authenticated, so a receiver can place the payload before decrypting.
+//
+//	 13 ...      17 ...       23 ...       27
+//	+------------+------------+------------+----------------+
+//	| stream     | offset     | send time  | sealed payload |
+//	+------------+------------+------------+----------------+
+//	  4 bytes      6 bytes      4 bytes
+//
+// Every byte of the clear part is a byte of the link a payload does not
+// get: the fields are as narrow as their ranges allow. Packet numbers and
+// offsets have 48 bits (MaxNumber, MaxOffset); the send time is the
+// sender's session clock in microseconds modulo 2^32, which a receiver
+// reads against its own clock (SendTime.Since).
 //
 // The packet number is never reused under one key: each direction of a
 // session has its own key and its own counter, and the number is the AEAD
@@ -29,10 +41,13 @@ import (
 )
 
 // Version is the protocol version in every header.
-const Version = 2
+const Version = 3
 
 // HeaderLen is the size of the header.
-const HeaderLen = 20
+const HeaderLen = 13
+
+// MaxNumber is the largest packet number the header holds.
+const MaxNumber = 1<<48 - 1
 
 // Type says what a packet's body holds.
 type Type uint8
@@ -86,15 +101,27 @@ var (
 type Header struct {
 	Type    Type
 	Flags   uint8
-	Session uint64
-	Number  uint64 // the packet number: the nonce, and what acks refer to
+	Session uint32
+	// Number is the packet number, at most MaxNumber: the nonce, and what
+	// acks refer to.
+	Number uint64
 }
 
-// Append adds the header's HeaderLen bytes to b.
+// Append adds the header's HeaderLen bytes to b. Bits of Number above
+// MaxNumber are not sent: keeping below it is the sender's part.
 func (h Header) Append(b []byte) []byte {
-	b = append(b, Version, byte(h.Type), h.Flags, 0)
-	b = binary.BigEndian.AppendUint64(b, h.Session)
-	return binary.BigEndian.AppendUint64(b, h.Number)
+	b = append(b, Version, byte(h.Type), h.Flags)
+	b = binary.BigEndian.AppendUint32(b, h.Session)
+	return appendUint48(b, h.Number)
+}
+
+func appendUint48(b []byte, v uint64) []byte {
+	return append(b, byte(v>>40), byte(v>>32), byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
+}
+
+func uint48(b []byte) uint64 {
+	_ = b[5]
+	return uint64(b[0])<<40 | uint64(b[1])<<32 | uint64(b[2])<<24 | uint64(b[3])<<16 | uint64(b[4])<<8 | uint64(b[5])
 }
 
 // ParseHeader reads the header at the start of b.
@@ -108,8 +135,8 @@ func ParseHeader(b []byte) (Header, error) {
 	h := Header{
 		Type:    Type(b[1]),
 		Flags:   b[2],
-		Session: binary.BigEndian.Uint64(b[4:12]),
-		Number:  binary.BigEndian.Uint64(b[12:20]),
+		Session: binary.BigEndian.Uint32(b[3:7]),
+		Number:  uint48(b[7:13]),
 	}
 	if h.Type < TypeHello || h.Type > TypeClose {
 		return Header{}, ErrType
@@ -119,30 +146,47 @@ func ParseHeader(b []byte) (Header, error) {
 
 // PeekSession returns the session id of a packet without checking the rest
 // of the header, for demultiplexing; ok is false when b is too short.
-func PeekSession(b []byte) (id uint64, ok bool) {
+func PeekSession(b []byte) (id uint32, ok bool) {
 	if len(b) < HeaderLen {
 		return 0, false
 	}
-	return binary.BigEndian.Uint64(b[4:12]), true
+	return binary.BigEndian.Uint32(b[3:7]), true
 }
 
 // DataHeaderLen is the size of a DataHeader.
-const DataHeaderLen = 4 + 8 + 8
+const DataHeaderLen = 4 + 6 + 4
+
+// MaxOffset bounds the offsets a data header holds: objects end at or
+// below it (256 TiB, fifty times the largest object S3 stores).
+const MaxOffset = 1 << 48
 
 // DataHeader follows the packet header of a data packet. Like the packet
 // header it travels in the clear and is authenticated; the payload after it
 // is sealed.
 type DataHeader struct {
-	Stream   uint32 // the transfer, as numbered by the control channel
-	Offset   int64  // where the payload starts in the object
-	SendTime int64  // sender's clock, microseconds since its session began
+	Stream   uint32   // the transfer, as numbered by the control channel
+	Offset   int64    // where the payload starts in the object, below MaxOffset
+	SendTime SendTime // sender's clock
 }
 
+// SendTime is a sender's session clock, microseconds since its session
+// began, modulo 2^32 (it wraps every 71 minutes).
+type SendTime uint32
+
+// Since is how long before now, a time on the reader's own session clock
+// in microseconds, the sender stamped t, plus the offset between the two
+// clocks (a constant a receiver's delay filters take out). It is exact
+// while that sum is within ±35 minutes, which a path's delay and two
+// session clocks started a round trip apart are by far.
+func (t SendTime) Since(now int64) int64 { return int64(int32(uint32(now) - uint32(t))) }
+
 // Append adds the data header to b.
+// Offset bits at and above MaxOffset are not sent: keeping below it is the
+// sender's part.
 func (d DataHeader) Append(b []byte) []byte {
 	b = binary.BigEndian.AppendUint32(b, d.Stream)
-	b = binary.BigEndian.AppendUint64(b, uint64(d.Offset))
-	return binary.BigEndian.AppendUint64(b, uint64(d.SendTime))
+	b = appendUint48(b, uint64(d.Offset))
+	return binary.BigEndian.AppendUint32(b, uint32(d.SendTime))
 }
 
 // ParseDataHeader reads the data header at the start of b.
@@ -150,15 +194,11 @@ func ParseDataHeader(b []byte) (DataHeader, error) {
 	if len(b) < DataHeaderLen {
 		return DataHeader{}, ErrShort
 	}
-	d := DataHeader{
+	return DataHeader{
 		Stream:   binary.BigEndian.Uint32(b[0:4]),
-		Offset:   int64(binary.BigEndian.Uint64(b[4:12])),
-		SendTime: int64(binary.BigEndian.Uint64(b[12:20])),
-	}
-	if d.Offset < 0 || d.Offset > 1<<60 {
-		return DataHeader{}, ErrFormat
-	}
-	return d, nil
+		Offset:   int64(uint48(b[4:10])),
+		SendTime: SendTime(binary.BigEndian.Uint32(b[10:14])),
+	}, nil
 }
 
 // PNRange is an inclusive range of packet numbers.

@@ -11,8 +11,8 @@ import (
 func TestHeaderRoundTrip(t *testing.T) {
 	for _, h := range []Header{
 		{Type: TypeHello, Session: 1, Number: 0},
-		{Type: TypeData, Flags: FlagRetransmit, Session: 0xdeadbeefcafe, Number: 1<<63 + 5},
-		{Type: TypeAck, Session: ^uint64(0), Number: ^uint64(0)},
+		{Type: TypeData, Flags: FlagRetransmit, Session: 0xdeadbeef, Number: 1<<47 + 5},
+		{Type: TypeAck, Session: ^uint32(0), Number: MaxNumber},
 		{Type: TypeClose},
 	} {
 		b := h.Append(nil)
@@ -26,6 +26,16 @@ func TestHeaderRoundTrip(t *testing.T) {
 		if id, ok := PeekSession(b); !ok || id != h.Session {
 			t.Fatalf("PeekSession = %d, %v", id, ok)
 		}
+	}
+}
+
+// The header keeps a packet number's low 48 bits; the sender keeps its
+// numbers below MaxNumber.
+func TestHeaderKeeps48Bits(t *testing.T) {
+	b := Header{Type: TypeData, Number: 1<<48 | 7}.Append(nil)
+	h, err := ParseHeader(b)
+	if err != nil || h.Number != 7 {
+		t.Fatalf("ParseHeader = %+v, %v; want number 7", h, err)
 	}
 }
 
@@ -52,6 +62,7 @@ func TestDataHeaderRoundTrip(t *testing.T) {
 	for _, d := range []DataHeader{
 		{Stream: 1, Offset: 0, SendTime: 0},
 		{Stream: 9, Offset: 1 << 40, SendTime: 123456789},
+		{Stream: ^uint32(0), Offset: MaxOffset - 1, SendTime: ^SendTime(0)},
 	} {
 		b := d.Append(nil)
 		if len(b) != DataHeaderLen {
@@ -65,9 +76,25 @@ func TestDataHeaderRoundTrip(t *testing.T) {
 	if _, err := ParseDataHeader(make([]byte, DataHeaderLen-1)); !errors.Is(err, ErrShort) {
 		t.Fatalf("short data header: %v", err)
 	}
-	neg := DataHeader{Offset: -1}.Append(nil)
-	if _, err := ParseDataHeader(neg); !errors.Is(err, ErrFormat) {
-		t.Fatalf("negative offset: %v", err)
+}
+
+func TestSendTimeSince(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		sent int64 // the sender's session clock, µs
+		now  int64 // the receiver's, µs
+		want int64
+	}{
+		{"same clocks", 1_000, 51_000, 50_000},
+		{"receiver's clock behind", 400_000, 300_000, -100_000},
+		{"sender's clock wrapped", 1<<32 + 20, 1<<32 - 30_000 + 50_000, 19_980},
+		{"receiver's clock wrapped", 1<<32 - 10, 1<<32 + 40_000, 40_010},
+		{"both wrapped twice", 3<<32 + 5, 3<<32 + 70_005, 70_000},
+		{"a late packet an hour in", 3_600_000_000, 3_600_250_000, 250_000},
+	} {
+		if got := SendTime(uint32(tc.sent)).Since(tc.now); got != tc.want {
+			t.Errorf("%s: Since = %d, want %d", tc.name, got, tc.want)
+		}
 	}
 }
 
@@ -286,7 +313,7 @@ func FuzzParseHeader(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if got := h.Append(nil); !bytes.Equal(got, b[:HeaderLen]) && b[3] == 0 {
+		if got := h.Append(nil); !bytes.Equal(got, b[:HeaderLen]) {
 			t.Fatalf("re-encoding differs: %x vs %x", got, b[:HeaderLen])
 		}
 	})
