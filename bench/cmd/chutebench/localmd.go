@@ -59,7 +59,7 @@ func localBody(rep *localReport, h string) string {
 		capMbps := rateMbps(lr.Params.Rate)
 		fmt.Fprintf(&b, "%s Emulated link: %s, %s\n\n", h, lr.Params, humanBytes(lr.Size))
 		b.WriteString("Server in the far namespace, client in the near one, through `linkem` (loss in each direction; " +
-			"the rate counts whole IP packets, so payload can reach about 96% of it for chute's 1400-byte datagrams " +
+			"the rate counts whole IP packets, so payload can reach 95% of it for chute's 1400-byte datagrams " +
 			"and about 96.5% for TCP). The TCP rows are one iperf3 flow of 20 s with the named congestion control.\n\n")
 		var rows [][]string
 		for _, g := range groupMeasurements(lr.Results) {
