@@ -576,3 +576,43 @@ func TestSessionEndsStreamsWhenNumbersRunOut(t *testing.T) {
 		}
 	})
 }
+
+// Session ids are 32 random bits, so two may meet on a node's endpoint:
+// the second is refused (the node draws again), and closing one session
+// never unregisters another that holds its id.
+func TestEndpointRefusesATakenSessionID(t *testing.T) {
+	n := simnet.New(1)
+	ep, err := newEndpoint(n.Listen(hostB), udpio.Options{}, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ep.close()
+	_, c2s, s2c, err := newSessionKeys(wire.AES128GCM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	params := sessionParams{id: 0x5eed, cipher: wire.AES128GCM, sendKey: s2c, recvKey: c2s}
+	first, err := newSession(ep, params, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := newSession(ep, params, quietLog()); !errors.Is(err, errSessionTaken) {
+		t.Fatalf("a second session with id %x: %v, want errSessionTaken", params.id, err)
+	}
+	if ep.lookup(params.id) != first {
+		t.Fatal("the refused session replaced the live one")
+	}
+	first.close(io.ErrClosedPipe)
+	if ep.lookup(params.id) != nil {
+		t.Fatal("a closed session is still registered")
+	}
+	again, err := newSession(ep, params, quietLog())
+	if err != nil {
+		t.Fatalf("the id once its session closed: %v", err)
+	}
+	defer again.close(io.ErrClosedPipe)
+	ep.remove(first)
+	if ep.lookup(params.id) != again {
+		t.Fatal("removing an old session unregistered the new one with its id")
+	}
+}
