@@ -157,7 +157,7 @@ func PeekSession(b []byte) (id uint32, ok bool) {
 const DataHeaderLen = 4 + 6 + 4
 
 // MaxOffset bounds the offsets a data header holds: objects end at or
-// below it (256 TiB, fifty times the largest object S3 stores).
+// below it (256 TiB, far above what S3 stores as one object).
 const MaxOffset = 1 << 48
 
 // DataHeader follows the packet header of a data packet. Like the packet
