@@ -919,8 +919,7 @@ func (s *session) plan(now time.Time, out *[]plan) time.Duration {
 	s.pacer.SetRate(s.cc.Rate())
 	if s.dataPN >= dataNumbers {
 		for _, st := range s.streams {
-			s.deactivate(st)
-			delete(s.streams, st.id)
+			s.removeStreamLocked(st)
 			st.finish(errNumbersSpent)
 		}
 	}
@@ -1045,9 +1044,14 @@ func (s *session) addStream(st *sendStream) {
 // removeStream stops sending a stream (finished, cancelled or failed).
 func (s *session) removeStream(st *sendStream) {
 	s.mu.Lock()
+	s.removeStreamLocked(st)
+	s.mu.Unlock()
+}
+
+// removeStreamLocked is removeStream with s.mu held.
+func (s *session) removeStreamLocked(st *sendStream) {
 	delete(s.streams, st.id)
 	s.deactivate(st)
-	s.mu.Unlock()
 }
 
 // deactivate takes st off the round-robin order. Call with s.mu held.
@@ -1060,11 +1064,9 @@ func (s *session) deactivate(st *sendStream) {
 	}
 }
 
+// failStream stops sending a stream and ends it with err.
 func (s *session) failStream(st *sendStream, err error) {
-	s.mu.Lock()
-	s.deactivate(st)
-	delete(s.streams, st.id)
-	s.mu.Unlock()
+	s.removeStream(st)
 	st.finish(err)
 }
 
