@@ -814,7 +814,7 @@ func (s *session) sendLoop() {
 			unusedMbps := (s.pacer.Unused() - reportUnused) * 8 / 1e6 / time.Since(lastReport).Seconds()
 			reportUnused = s.pacer.Unused()
 			s.log.Debug("sender", "rate_mbps", int(s.cc.Rate()*8/1e6), "sent_mbps", int(sentMbps), "peer_got_mbps", int(ackedMbps), "unused_mbps", int(unusedMbps), "delivery_mbps", int(cs.Delivery*8/1e6),
-				"delivery_max_mbps", int(cs.DeliveryMax*8/1e6), "loss", cs.LossFrac, "found", cs.Found, "competing", cs.Competing, "queue", s.lastQueue,
+				"delivery_max_mbps", int(cs.DeliveryMax*8/1e6), "loss", cs.LossFrac, "found", cs.Found, "competing", cs.Competing, "shallow", cs.Shallow, "queue", s.lastQueue,
 				"srtt", s.rtt.smoothed, "inflight", s.inflightB,
 				"streams", len(s.order), "lost_order", s.counters.lostByOrder.Load(), "lost_time", s.counters.lostByTime.Load(),
 				"lost_pto", s.counters.lostByPTO.Load(), "starved", s.counters.starved.Load(), "paced", s.counters.paced.Load(),

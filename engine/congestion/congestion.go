@@ -23,7 +23,10 @@
 // share beside such a flow; low keeps yielding. Random packet loss does not
 // move the rate: loss is repaired, not read as congestion. Only heavy loss
 // together with a delivery rate far below the sending rate (a receiver or a
-// path that cannot keep up) caps the rate near what gets through.
+// path that cannot keep up) caps the rate near what gets through; on a
+// path that loses heavily without a queue, a probe now and then tells
+// random loss from a shallow buffer overflowing, and the cap sits just
+// above what the path carries.
 //
 // Every method takes the current time as an argument; nothing here reads a
 // clock, so the controller is deterministic under test.
@@ -107,6 +110,25 @@ const (
 	lossyFrac     = 0.05
 	deliveryWin   = 250 * time.Millisecond // at least; four round trips on long paths
 
+	// Heavy loss with no queue is either random loss or a buffer too
+	// shallow to show a queue (a switch, a short forwarder queue): the
+	// ceiling alone cannot tell them apart, and at lossyHeadroom a shallow
+	// buffer drops a sixth of what is sent. So the controller asks the
+	// path: for one loss window (after probeSettle, two round trips at
+	// least, for the loss reports to catch up) it sends what the last
+	// window delivered, and takes what that window lost for the path's
+	// random loss. Until the next probe (probeEvery later, probeRTTs round
+	// trips at least), a window that loses more than that by half the
+	// margin (the path is full) puts the ceiling probeMargin above the
+	// delivery rate, allowing for that random loss (lossyHeadroom at
+	// most). A queue of half the target that lasts shallowQueue (two round
+	// trips at least) ends this: the delay law has its signal there.
+	probeMargin  = 1.03
+	probeSettle  = 20 * time.Millisecond
+	probeEvery   = 5 * time.Second
+	probeRTTs    = 50
+	shallowQueue = 50 * time.Millisecond
+
 	// A queue that stays above the target for competeWindow (ten round
 	// trips, at least) although the law above drains its own excess in
 	// two is someone else's: a loss-based flow (TCP) that fills the
@@ -155,6 +177,13 @@ type Controller struct {
 	// The queue's maximum since the search, to notice an empty path.
 	queueMax      window.Max[time.Duration]
 	queueMaxSince time.Time
+
+	// A path that loses heavily without a queue (see probeMargin).
+	probeFrom  time.Time // when the current probe began; zero if none
+	lastProbe  time.Time // when the last probe began
+	shallowH   float64   // the ceiling's headroom the last probe set; 0 if none
+	randomLoss float64   // the loss the last probe saw
+	queuedAt   time.Time // since when reports show a queue of half the target; zero if the last did not
 
 	// Competing with a flow that keeps a queue standing.
 	queueMin     window.Min[time.Duration] // queueing delay's minimum over the compete window
@@ -208,6 +237,7 @@ type State struct {
 	Capacity                              float64 // the measured capacity the search used; 0 if none
 	Found                                 bool
 	Competing                             time.Duration // someone else's standing queue we aim above; 0 if none
+	Shallow                               float64       // the ceiling's headroom a probe of a queueless lossy path set; 0 if none
 }
 
 // State returns what the controller currently believes.
@@ -216,6 +246,7 @@ func (c *Controller) State() State {
 	if c.compete {
 		st.Competing = c.competeFloor
 	}
+	st.Shallow = c.shallowH
 	return st
 }
 
@@ -318,6 +349,20 @@ func (c *Controller) OnFeedback(now time.Time, f Feedback) {
 		// (see the ceiling below), not room.
 		empty = now.Sub(c.queueMaxSince) >= win && m < q0/4 && c.lossFrac <= lossyFrac
 	}
+	switch {
+	case q < 0.5:
+		c.queuedAt = time.Time{}
+	case c.queuedAt.IsZero():
+		c.queuedAt = now
+	case now.Sub(c.queuedAt) >= max(shallowQueue, 2*rtt):
+		// A queue that lasts: the delay law has its signal.
+		c.shallowH, c.probeFrom = 0, time.Time{}
+	}
+	if c.found && c.probeFrom.IsZero() && q < 0.5 &&
+		((c.lossFrac > lossyFrac && q < 0.25) || c.shallowH > 0) &&
+		(c.lastProbe.IsZero() || now.Sub(c.lastProbe) >= max(probeEvery, probeRTTs*rtt)) {
+		c.probeFrom, c.lastProbe = now, now
+	}
 	dmax := 0.0
 	if c.deliveryMature(now, f.RTT) {
 		dmax = c.deliveryMax.Get()
@@ -398,15 +443,20 @@ func (c *Controller) OnFeedback(now time.Time, f Feedback) {
 	// phase, early samples cover a handful of packets, so it applies there
 	// only once loss shows the path is already overrun.
 	if dmax > 0 && (c.found || c.lossFrac > lossyFrac) {
-		h := headroom
+		h, ref := headroom, dmax
 		switch {
+		case !c.probeFrom.IsZero() && c.delivered > 0:
+			h, ref = 1, c.delivered
+		case c.shallowH > 0 && c.lossFrac > c.randomLoss+(probeMargin-1)/2:
+			// Losing more than the probe did: the path is full.
+			h = c.shallowH
 		case !c.found || empty || short:
 			h = startHeadroom
 		case c.lossFrac > lossyFrac:
 			h = lossyHeadroom
 		}
-		if c.rate > dmax*h {
-			c.rate = dmax * h
+		if c.rate > ref*h {
+			c.rate = ref * h
 		}
 	}
 	c.rate = c.clamp(c.rate)
@@ -528,6 +578,12 @@ func (c *Controller) account(now time.Time, f Feedback, dt time.Duration) {
 	c.delivered = c.winDelivered / win.Seconds()
 	if c.winSent > 0 {
 		c.lossFrac = math.Min(1, c.winLost/c.winSent)
+	}
+	if !c.probeFrom.IsZero() && !c.winStart.Before(c.probeFrom.Add(max(probeSettle, 2*f.RTT))) {
+		// A window sent at the delivery rate: what it lost is random.
+		c.randomLoss = c.lossFrac
+		c.shallowH = math.Min(lossyHeadroom, probeMargin/(1-math.Min(c.lossFrac, 0.5)))
+		c.probeFrom = time.Time{}
 	}
 	c.winStart, c.winSent, c.winDelivered, c.winLost = now, 0, 0, 0
 }

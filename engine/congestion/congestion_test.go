@@ -120,6 +120,78 @@ func TestHeavyLossWithLowDeliveryCaps(t *testing.T) {
 	}
 }
 
+// A buffer too shallow to show a queue (a switch, a short forwarder
+// queue) drops whatever exceeds the path's rate. The rate must still fill
+// the path, but not by sending a sixth more than it carries: the probe
+// finds what random loss there is, and the ceiling sits just above it.
+func TestShallowBufferLosesLittle(t *testing.T) {
+	const capacity = 200 * mbit
+	for _, random := range []float64{0, 0.02, 0.10} {
+		t.Run(fmt.Sprintf("random loss %g%%", random*100), func(t *testing.T) {
+			c := New(Limits{Target: 1000 * mbit}, t0)
+			now := t0
+			dt := 5 * time.Millisecond
+			var sent, delivered float64
+			for i := 0; i < 4000; i++ { // 20 s
+				now = now.Add(dt)
+				s := c.Rate() * dt.Seconds()
+				d := math.Min(s*(1-random), capacity*dt.Seconds())
+				c.OnFeedback(now, Feedback{RTT: time.Millisecond, Sent: s, Delivered: d, Lost: s - d})
+				if i >= 2000 {
+					sent += s
+					delivered += d
+				}
+			}
+			use := delivered / (capacity * 10)
+			lost := 1 - delivered/sent
+			t.Logf("link used %.1f%%, %.1f%% of what was sent lost", use*100, lost*100)
+			if use < 0.95 {
+				t.Errorf("the path carried %.1f%% of its rate, want ≥ 95%%", use*100)
+			}
+			if excess := lost - random; excess > 0.06 {
+				t.Errorf("%.1f%% of what was sent was lost beyond the %g%% random loss, want ≤ 6%%", excess*100, random*100)
+			}
+		})
+	}
+}
+
+// Once a lasting queue shows, the delay law has its signal: the ceiling a
+// probe of a shallow buffer set no longer applies, and a brief queue (a
+// receiver held up for a moment) does not end it.
+func TestShallowModeEndsOnALastingQueue(t *testing.T) {
+	const capacity = 200 * mbit
+	c := New(Limits{Target: 1000 * mbit}, t0)
+	now := t0
+	dt := 5 * time.Millisecond
+	step := func(queue time.Duration) {
+		now = now.Add(dt)
+		s := c.Rate() * dt.Seconds()
+		d := math.Min(s, capacity*dt.Seconds())
+		c.OnFeedback(now, Feedback{RTT: time.Millisecond, Queue: queue, Sent: s, Delivered: d, Lost: s - d})
+	}
+	for i := 0; i < 1000; i++ {
+		step(0)
+	}
+	if c.State().Shallow == 0 {
+		t.Fatal("5 s of heavy loss without a queue, and no probe has set a ceiling")
+	}
+	for i := 0; i < 3; i++ { // 15 ms
+		step(2 * fairQueue)
+	}
+	for i := 0; i < 10; i++ {
+		step(0)
+	}
+	if c.State().Shallow == 0 {
+		t.Fatal("a queue of 15 ms ended the shallow buffer's ceiling")
+	}
+	for i := 0; i < int(shallowQueue/dt)+2; i++ {
+		step(2 * fairQueue)
+	}
+	if h := c.State().Shallow; h != 0 {
+		t.Fatalf("after %v of a queue twice the target the shallow buffer's ceiling %.3f still applies", shallowQueue, h)
+	}
+}
+
 func TestLowYieldsWhereFairHolds(t *testing.T) {
 	// A 6 ms standing queue built by someone else: fair stays, low yields.
 	fair := New(Limits{Target: 100 * mbit, Min: 1 * mbit}, t0)
