@@ -103,7 +103,8 @@ const (
 	// leaves delivery at (1-p) of the rate, so the ceiling still sits above
 	// the rate for p up to 16%; a receiver or path that drops whatever
 	// exceeds its capacity, without building a queue first, holds the rate
-	// near that capacity.
+	// near that capacity (closer once a probe has told its random loss
+	// apart: see probeMargin).
 	startHeadroom = 2.0
 	headroom      = 1.25
 	lossyHeadroom = 1.2
@@ -181,7 +182,7 @@ type Controller struct {
 	// A path that loses heavily without a queue (see probeMargin).
 	probeFrom  time.Time // when the current probe began; zero if none
 	lastProbe  time.Time // when the last probe began
-	shallowH   float64   // the ceiling's headroom the last probe set; 0 if none
+	shallow    bool      // a probe has measured the path's random loss
 	randomLoss float64   // the loss the last probe saw
 	queuedAt   time.Time // since when reports show a queue of half the target; zero if the last did not
 
@@ -246,7 +247,7 @@ func (c *Controller) State() State {
 	if c.compete {
 		st.Competing = c.competeFloor
 	}
-	st.Shallow = c.shallowH
+	st.Shallow = c.shallowHeadroom()
 	return st
 }
 
@@ -356,10 +357,10 @@ func (c *Controller) OnFeedback(now time.Time, f Feedback) {
 		c.queuedAt = now
 	case now.Sub(c.queuedAt) >= max(shallowQueue, 2*rtt):
 		// A queue that lasts: the delay law has its signal.
-		c.shallowH, c.probeFrom = 0, time.Time{}
+		c.shallow, c.probeFrom = false, time.Time{}
 	}
 	if c.found && c.probeFrom.IsZero() && q < 0.5 &&
-		((c.lossFrac > lossyFrac && q < 0.25) || c.shallowH > 0) &&
+		((c.lossFrac > lossyFrac && q < 0.25) || c.shallow) &&
 		(c.lastProbe.IsZero() || now.Sub(c.lastProbe) >= max(probeEvery, probeRTTs*rtt)) {
 		c.probeFrom, c.lastProbe = now, now
 	}
@@ -447,9 +448,9 @@ func (c *Controller) OnFeedback(now time.Time, f Feedback) {
 		switch {
 		case !c.probeFrom.IsZero() && c.delivered > 0:
 			h, ref = 1, c.delivered
-		case c.shallowH > 0 && c.lossFrac > c.randomLoss+(probeMargin-1)/2:
+		case c.shallow && c.lossFrac > c.randomLoss+(probeMargin-1)/2:
 			// Losing more than the probe did: the path is full.
-			h = c.shallowH
+			h = c.shallowHeadroom()
 		case !c.found || empty || short:
 			h = startHeadroom
 		case c.lossFrac > lossyFrac:
@@ -460,6 +461,17 @@ func (c *Controller) OnFeedback(now time.Time, f Feedback) {
 		}
 	}
 	c.rate = c.clamp(c.rate)
+}
+
+// shallowHeadroom is the ceiling's headroom over delivery on a path whose
+// buffer is too shallow to show a queue: probeMargin above what the
+// probe's random loss leaves of the rate, lossyHeadroom at most; 0 if no
+// probe has measured the path.
+func (c *Controller) shallowHeadroom() float64 {
+	if !c.shallow {
+		return 0
+	}
+	return math.Min(lossyHeadroom, probeMargin/(1-math.Min(c.randomLoss, 0.5)))
 }
 
 // lossAllowance is the share of the rate random loss takes: the loss rate
@@ -581,8 +593,7 @@ func (c *Controller) account(now time.Time, f Feedback, dt time.Duration) {
 	}
 	if !c.probeFrom.IsZero() && !c.winStart.Before(c.probeFrom.Add(max(probeSettle, 2*f.RTT))) {
 		// A window sent at the delivery rate: what it lost is random.
-		c.randomLoss = c.lossFrac
-		c.shallowH = math.Min(lossyHeadroom, probeMargin/(1-math.Min(c.lossFrac, 0.5)))
+		c.shallow, c.randomLoss = true, c.lossFrac
 		c.probeFrom = time.Time{}
 	}
 	c.winStart, c.winSent, c.winDelivered, c.winLost = now, 0, 0, 0
