@@ -120,6 +120,26 @@ func TestHeavyLossWithLowDeliveryCaps(t *testing.T) {
 	}
 }
 
+// shallowPath is a path whose buffer is too shallow to show a queue: it
+// drops whatever exceeds capacity, after random loss, and reports to c
+// every 5 ms with a 1 ms round trip.
+type shallowPath struct {
+	c                *Controller
+	now              time.Time
+	capacity, random float64
+}
+
+// step feeds one report with the given queueing delay and returns what
+// was sent and delivered meanwhile.
+func (p *shallowPath) step(queue time.Duration) (sent, delivered float64) {
+	const dt = 5 * time.Millisecond
+	p.now = p.now.Add(dt)
+	s := p.c.Rate() * dt.Seconds()
+	d := math.Min(s*(1-p.random), p.capacity*dt.Seconds())
+	p.c.OnFeedback(p.now, Feedback{RTT: time.Millisecond, Queue: queue, Sent: s, Delivered: d, Lost: s - d})
+	return s, d
+}
+
 // A buffer too shallow to show a queue (a switch, a short forwarder
 // queue) drops whatever exceeds the path's rate. The rate must still fill
 // the path, but not by sending a sixth more than it carries: the probe
@@ -128,15 +148,10 @@ func TestShallowBufferLosesLittle(t *testing.T) {
 	const capacity = 200 * mbit
 	for _, random := range []float64{0, 0.02, 0.10} {
 		t.Run(fmt.Sprintf("random loss %g%%", random*100), func(t *testing.T) {
-			c := New(Limits{Target: 1000 * mbit}, t0)
-			now := t0
-			dt := 5 * time.Millisecond
+			p := &shallowPath{c: New(Limits{Target: 1000 * mbit}, t0), now: t0, capacity: capacity, random: random}
 			var sent, delivered float64
-			for i := 0; i < 4000; i++ { // 20 s
-				now = now.Add(dt)
-				s := c.Rate() * dt.Seconds()
-				d := math.Min(s*(1-random), capacity*dt.Seconds())
-				c.OnFeedback(now, Feedback{RTT: time.Millisecond, Sent: s, Delivered: d, Lost: s - d})
+			for i := 0; i < 4000; i++ { // 20 s; the last 10 count
+				s, d := p.step(0)
 				if i >= 2000 {
 					sent += s
 					delivered += d
@@ -159,33 +174,25 @@ func TestShallowBufferLosesLittle(t *testing.T) {
 // probe of a shallow buffer set no longer applies, and a brief queue (a
 // receiver held up for a moment) does not end it.
 func TestShallowModeEndsOnALastingQueue(t *testing.T) {
-	const capacity = 200 * mbit
 	c := New(Limits{Target: 1000 * mbit}, t0)
-	now := t0
-	dt := 5 * time.Millisecond
-	step := func(queue time.Duration) {
-		now = now.Add(dt)
-		s := c.Rate() * dt.Seconds()
-		d := math.Min(s, capacity*dt.Seconds())
-		c.OnFeedback(now, Feedback{RTT: time.Millisecond, Queue: queue, Sent: s, Delivered: d, Lost: s - d})
-	}
-	for i := 0; i < 1000; i++ {
-		step(0)
+	p := &shallowPath{c: c, now: t0, capacity: 200 * mbit}
+	for i := 0; i < 1000; i++ { // 5 s
+		p.step(0)
 	}
 	if c.State().Shallow == 0 {
 		t.Fatal("5 s of heavy loss without a queue, and no probe has set a ceiling")
 	}
 	for i := 0; i < 3; i++ { // 15 ms
-		step(2 * fairQueue)
+		p.step(2 * fairQueue)
 	}
 	for i := 0; i < 10; i++ {
-		step(0)
+		p.step(0)
 	}
 	if c.State().Shallow == 0 {
 		t.Fatal("a queue of 15 ms ended the shallow buffer's ceiling")
 	}
-	for i := 0; i < int(shallowQueue/dt)+2; i++ {
-		step(2 * fairQueue)
+	for i := 0; i < int(shallowQueue/(5*time.Millisecond))+2; i++ {
+		p.step(2 * fairQueue)
 	}
 	if h := c.State().Shallow; h != 0 {
 		t.Fatalf("after %v of a queue twice the target the shallow buffer's ceiling %.3f still applies", shallowQueue, h)
